@@ -1,0 +1,173 @@
+"""`TokenReductionConfig`: every setting of the visual-token reduction, validated in one place.
+
+The defaults are the authors' released code at batch size 1 (see ``shared/spec/prumerge.md``);
+each deviation from the paper is a named field so that the paper's variants and the ablations of
+Tables 4 and 5 stay one config value away.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+METHODS = ("prumerge", "prumerge_plus", "aits", "sequential", "spatial", "none")
+"""Reduction methods. ``prumerge`` (Sec. 3.2-3.3), ``prumerge_plus`` (Sec. 3.4), ``aits``
+(selection only, Table 5 "w. AITS"), ``sequential`` and ``spatial`` (Table 4 baselines), ``none``
+(all tokens: the unchanged LLaVA-1.5)."""
+
+MERGING_METHODS = ("prumerge", "prumerge_plus")
+ATTENTION_METHODS = ("prumerge", "prumerge_plus", "aits")
+
+
+@dataclass
+class TokenReductionConfig:
+    """How the visual tokens of each image are reduced before they reach the language model.
+
+    With ``budget=None`` the selecting methods are adaptive: the kept count follows the IQR
+    outlier count of each image's CLS attention (Sec. 3.2). With ``budget=B`` every method
+    outputs exactly ``B`` tokens per image, the summary token included, so that methods can be
+    compared at equal token counts. For ``prumerge_plus`` a budget keeps the adaptive method's
+    1 : 3 split: ``max(1, round((B - 1) / 4))`` tokens by attention, the rest of the ``B - 1``
+    spatially (evenly over the not-selected patches in raster order), then the summary token.
+
+    ``knn`` larger than ``N - 1`` (images with fewer patches than neighbours) is clamped to
+    ``N - 1``: every other patch is a neighbour. ``budget`` larger than ``N`` is an error, raised
+    when the image's ``N`` is known (in :func:`llava_prumerge.reduce_visual_tokens`).
+    """
+
+    method: str = field(
+        default="prumerge",
+        metadata={"help": f"One of {METHODS}. PruMerge Sec. 3.2-3.3; PruMerge+ Sec. 3.4; "
+                  "aits = Table 5 'w. AITS'; sequential/spatial = Table 4; none = all tokens."},
+    )
+    knn: int = field(
+        default=32,
+        metadata={"help": "Neighbours merged into each kept token (Sec. 3.3, Algorithm 1 line 9; "
+                  "32 in the released code). Clamped to N-1."},
+    )
+    iqr_scale: float = field(
+        default=1.5,
+        metadata={"help": "Upper fence = Q3 + iqr_scale * (Q3 - Q1) (Sec. 3.2)."},
+    )
+    scope: str = field(
+        default="image",
+        metadata={"help": "'image': fence and count per image (batch-invariant, default). "
+                  "'batch': fence over the whole batch and one shared count, as the released "
+                  "code's training runs did (spec Sec. 2)."},
+    )
+    budget: int | None = field(
+        default=None,
+        metadata={"help": "Exact number of output tokens per image (summary token included); "
+                  "None = adaptive (Sec. 3.2). Required for 'sequential'."},
+    )
+    grid: tuple[int, int] | None = field(
+        default=None,
+        metadata={"help": "(rows, cols) of patches evenly spread over the image for 'spatial' "
+                  "(Table 4: 5x8, 8x5, 6x6, 4x4 ...)."},
+    )
+    merge: str = field(
+        default="sum",
+        metadata={"help": "'sum': y_i = x_i + sum_j a_j x_j, the released code (spec Sec. 4). "
+                  "'mean': attention-weighted average over centre and neighbours, the paper's "
+                  "'weighted averaging' (Sec. 3.3)."},
+    )
+    attention: str = field(
+        default="single_head",
+        metadata={"help": "'single_head': one softmax over the full width, the released code "
+                  "(spec Sec. 1). 'per_head': per-head CLS attention averaged over heads "
+                  "(Eq. 3.2 read per head)."},
+    )
+    min_keep: int = field(
+        default=1,
+        metadata={"help": "Least number of attention-selected tokens when the IQR finds no "
+                  "outlier, e.g. constant attention (spec Sec. 2, degenerate case)."},
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.grid, list):
+            self.grid = tuple(self.grid)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field for any unknown or inconsistent value."""
+        if self.method not in METHODS:
+            raise ValueError(f"TokenReductionConfig.method={self.method!r}: expected one of {METHODS}")
+        _check_int("knn", self.knn, minimum=1)
+        _check_int("min_keep", self.min_keep, minimum=1)
+        if isinstance(self.iqr_scale, bool) or not isinstance(self.iqr_scale, (int, float)):
+            raise ValueError(f"TokenReductionConfig.iqr_scale={self.iqr_scale!r}: expected a number")
+        if not math.isfinite(self.iqr_scale) or self.iqr_scale < 0:
+            raise ValueError(f"TokenReductionConfig.iqr_scale={self.iqr_scale!r}: expected a finite number >= 0")
+        if self.scope not in ("image", "batch"):
+            raise ValueError(f"TokenReductionConfig.scope={self.scope!r}: expected 'image' or 'batch'")
+        if self.merge not in ("sum", "mean"):
+            raise ValueError(f"TokenReductionConfig.merge={self.merge!r}: expected 'sum' or 'mean'")
+        if self.attention not in ("single_head", "per_head"):
+            raise ValueError(
+                f"TokenReductionConfig.attention={self.attention!r}: expected 'single_head' or 'per_head'"
+            )
+        if self.budget is not None:
+            least = 2 if self.method in MERGING_METHODS else 1
+            _check_int("budget", self.budget, minimum=least)
+            if self.method == "none":
+                raise ValueError("TokenReductionConfig: method='none' keeps every token; budget must be None")
+        if self.grid is not None:
+            if self.method != "spatial":
+                raise ValueError(f"TokenReductionConfig.grid is only used by method='spatial', not {self.method!r}")
+            if not (isinstance(self.grid, tuple) and len(self.grid) == 2):
+                raise ValueError(f"TokenReductionConfig.grid={self.grid!r}: expected (rows, cols)")
+            for value in self.grid:
+                _check_int("grid", value, minimum=1)
+        if self.method == "spatial":
+            if self.grid is None:
+                raise ValueError("TokenReductionConfig: method='spatial' needs grid=(rows, cols)")
+            if self.budget is not None and self.budget != self.grid[0] * self.grid[1]:
+                raise ValueError(
+                    f"TokenReductionConfig: budget={self.budget} disagrees with grid={self.grid} "
+                    f"({self.grid[0] * self.grid[1]} tokens)"
+                )
+        if self.method == "sequential" and self.budget is None:
+            raise ValueError("TokenReductionConfig: method='sequential' needs a budget (tokens to keep)")
+
+    @property
+    def output_count(self) -> int | None:
+        """Tokens per image when fixed by the config, else None (adaptive)."""
+        if self.method == "spatial":
+            return self.grid[0] * self.grid[1]
+        return self.budget
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (as stored in ``model.config.token_reduction``)."""
+        values = dataclasses.asdict(self)
+        if values["grid"] is not None:
+            values["grid"] = list(values["grid"])
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TokenReductionConfig:
+        """Build from a dict; unknown keys are an error, not silently dropped."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"TokenReductionConfig: unknown field(s) {unknown}; known fields are {sorted(known)}")
+        return cls(**values)
+
+    @classmethod
+    def coerce(cls, value: TokenReductionConfig | dict[str, Any] | str | None) -> TokenReductionConfig:
+        """Accept a config, a dict, a method name, or None (the default PruMerge)."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            return cls(method=value)
+        if isinstance(value, dict):
+            return cls.from_dict(value)
+        raise TypeError(f"cannot build a TokenReductionConfig from {type(value).__name__}")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"TokenReductionConfig.{name}={value!r}: expected an integer >= {minimum}")

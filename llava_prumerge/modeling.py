@@ -1,0 +1,310 @@
+"""`LlavaPruMergeForConditionalGeneration`: LLaVA-1.5 with PruMerge / PruMerge+ visual tokens.
+
+A thin subclass of transformers' ``LlavaForConditionalGeneration`` (follows
+``transformers/models/llava/modeling_llava.py`` of transformers 5.24). It overrides four things:
+
+- ``get_image_features``: encodes with the CLIP tower up to the feature layer, reduces the patch
+  tokens (:func:`llava_prumerge.reduce_visual_tokens`), then projects; same contract as upstream
+  (``pooler_output`` is a per-image list, ``n_i`` rows for image ``i``).
+- ``forward`` and ``generate``: re-lay ``input_ids``/``attention_mask``/``labels``/positions so that
+  image ``i`` has ``n_i`` placeholder tokens, then run the unchanged language model.
+- ``from_pretrained``: accepts ``token_reduction=`` to override the saved reduction.
+
+The reduction config lives in ``model.config.token_reduction`` (a dict) and is saved with the
+model. ``method="none"`` never touches the stock code path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import CLIPVisionModel, LlavaForConditionalGeneration
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.models.llava.modeling_llava import LlavaCausalLMOutputWithPast
+
+from .config import ATTENTION_METHODS, TokenReductionConfig
+from .reduction import ReducedTokens, reduce_visual_tokens
+from .sequence import infer_padding_side, lay_out_image_tokens, placeholders_per_image
+
+
+@dataclass
+class ReducedImageFeatures(BaseModelOutputWithPooling):
+    """``get_image_features`` output. ``pooler_output``: per-image list of projected tokens.
+
+    ``visual_token_counts`` ``[I]``: tokens per image; ``kept_indices`` ``[I, K]``: patch index of
+    each selected token (-1 past the selection); ``cls_attention`` ``[I, N]``: the scores used.
+    """
+
+    visual_token_counts: torch.LongTensor | None = None
+    kept_indices: torch.LongTensor | None = None
+    cls_attention: torch.FloatTensor | None = None
+
+
+@dataclass
+class LlavaPruMergeCausalLMOutputWithPast(LlavaCausalLMOutputWithPast):
+    """``forward`` output. ``logits`` follow the re-laid sequence described by ``attention_mask``
+    (``[B, L']``) and ``labels``; ``visual_token_counts`` ``[I]`` gives each image's tokens."""
+
+    attention_mask: torch.LongTensor | None = None
+    labels: torch.LongTensor | None = None
+    visual_token_counts: torch.LongTensor | None = None
+
+
+class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
+    """LLaVA-1.5 whose images reach the language model as PruMerge/PruMerge+ tokens.
+
+    Loads ``llava-hf/llava-1.5-{7b,13b}-hf`` unchanged::
+
+        model = LlavaPruMergeForConditionalGeneration.from_pretrained(
+            "llava-hf/llava-1.5-7b-hf", token_reduction=TokenReductionConfig(method="prumerge_plus"))
+
+    Inputs may hold the processor's ``N`` placeholders per image or one per image; batches may mix
+    images, several images per prompt and text-only rows. The vision tower must be a
+    ``CLIPVisionModel`` with ``vision_feature_select_strategy="default"`` and an integer
+    ``vision_feature_layer`` that some block consumes (LLaVA-1.5: -2).
+    """
+
+    def __init__(self, config):
+        super().__init__(config)
+        config.token_reduction = TokenReductionConfig.coerce(getattr(config, "token_reduction", None)).to_dict()
+
+    @classmethod
+    def from_pretrained(cls, *args, token_reduction: TokenReductionConfig | dict | str | None = None, **kwargs):
+        """``PreTrainedModel.from_pretrained``, plus ``token_reduction`` to override the saved one."""
+        model = super().from_pretrained(*args, **kwargs)
+        if token_reduction is not None:
+            model.set_token_reduction(token_reduction)
+        return model
+
+    @property
+    def token_reduction(self) -> TokenReductionConfig:
+        """The active reduction, parsed from ``config.token_reduction``."""
+        return TokenReductionConfig.from_dict(self.config.token_reduction)
+
+    def set_token_reduction(self, token_reduction: TokenReductionConfig | dict | str) -> None:
+        """Switch the reduction (validated); it is saved with the model from now on."""
+        self.config.token_reduction = TokenReductionConfig.coerce(token_reduction).to_dict()
+
+    # ----------------------------------------------------------------------------------------
+    # Vision side
+    # ----------------------------------------------------------------------------------------
+    def reduce_image_tokens(
+        self, pixel_values: torch.Tensor, vision_feature_layer: int | None = None
+    ) -> tuple[ReducedTokens, TokenReductionConfig]:
+        """Encode ``pixel_values [I, 3, H, W]`` and reduce the patch tokens (before the projector).
+
+        Runs the CLIP blocks up to the feature layer only; of the block that consumes it just
+        ``layer_norm1`` and the q/k projections (spec Sec. 1), so no attention map is needed and
+        SDPA/FlashAttention towers work.
+        """
+        config = self.token_reduction
+        tower = self.model.vision_tower
+        layer = self.config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
+        if not isinstance(tower, CLIPVisionModel):
+            raise TypeError(f"token reduction needs a CLIPVisionModel vision tower, got {type(tower).__name__}")
+        if not isinstance(layer, int):
+            raise ValueError(f"token reduction needs one integer vision_feature_layer, got {layer!r}")
+        if self.config.vision_feature_select_strategy != "default":
+            raise ValueError(
+                "token reduction needs vision_feature_select_strategy='default' (CLS dropped), "
+                f"got {self.config.vision_feature_select_strategy!r}"
+            )
+        blocks = tower.encoder.layers
+        depth = layer % (len(blocks) + 1)  # hidden_states[depth] is the output of `depth` blocks
+        if depth >= len(blocks):
+            raise ValueError(
+                f"vision_feature_layer={layer} is the tower's last output; the CLS attention needs the block "
+                "that consumes the feature layer (LLaVA-1.5 uses -2)"
+            )
+        hidden = tower.embeddings(pixel_values.to(dtype=tower.dtype))
+        hidden = tower.pre_layrnorm(hidden)
+        for block in blocks[:depth]:
+            hidden = block(hidden, None)
+        queries = keys = None
+        consumer = blocks[depth]
+        if config.method in ATTENTION_METHODS:
+            normed = consumer.layer_norm1(hidden)
+            queries, keys = consumer.self_attn.q_proj(normed), consumer.self_attn.k_proj(normed)
+        side = tower.config.image_size // tower.config.patch_size
+        reduced = reduce_visual_tokens(
+            hidden[:, 1:],
+            queries,
+            keys,
+            config,
+            num_heads=tower.config.num_attention_heads,
+            grid_size=(side, side),
+        )
+        return reduced, config
+
+    def get_image_features(
+        self,
+        pixel_values: torch.Tensor,
+        vision_feature_layer: int | list[int] | None = None,
+        vision_feature_select_strategy: str | None = None,
+        **kwargs,
+    ) -> ReducedImageFeatures | BaseModelOutputWithPooling:
+        """Projected visual tokens per image; with a reduction, ``n_i`` rows for image ``i``.
+
+        ``method="none"`` is upstream's method unchanged (all ``N`` tokens).
+        """
+        if self.token_reduction.method == "none":
+            return super().get_image_features(
+                pixel_values=pixel_values,
+                vision_feature_layer=vision_feature_layer,
+                vision_feature_select_strategy=vision_feature_select_strategy,
+                **kwargs,
+            )
+        if vision_feature_select_strategy not in (None, self.config.vision_feature_select_strategy):
+            raise ValueError("vision_feature_select_strategy cannot be overridden per call with token reduction")
+        if kwargs.get("image_sizes") is not None:
+            raise ValueError("image_sizes (variable-resolution inputs) are not supported with token reduction")
+        reduced, _ = self.reduce_image_tokens(pixel_values, vision_feature_layer)
+        lengths = reduced.lengths
+        valid = torch.arange(reduced.tokens.shape[1], device=lengths.device) < lengths[:, None]
+        projected = self.model.multi_modal_projector(reduced.tokens[valid])
+        return ReducedImageFeatures(
+            last_hidden_state=reduced.tokens,
+            pooler_output=list(projected.split(lengths.tolist())),
+            visual_token_counts=lengths,
+            kept_indices=reduced.indices,
+            cls_attention=reduced.scores,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Language side
+    # ----------------------------------------------------------------------------------------
+    def _placeholders_per_image(self, input_ids: torch.Tensor, num_images: int) -> int:
+        vision = self.config.vision_config
+        expanded = (vision.image_size // vision.patch_size) ** 2
+        if self.config.vision_feature_select_strategy == "full":
+            expanded += 1
+        return placeholders_per_image(input_ids, self.config.image_token_id, num_images, expanded)
+
+    def _encode_and_lay_out(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        padding_side: str,
+        vision_feature_layer: int | list[int] | None,
+    ):
+        """Image features plus the re-laid batch, or ``None`` when nothing needs re-laying."""
+        if input_ids is None:
+            raise ValueError("pixel_values with inputs_embeds is not supported: pass input_ids with image placeholders")
+        per_image = self._placeholders_per_image(input_ids, pixel_values.shape[0])
+        features = self.get_image_features(pixel_values=pixel_values, vision_feature_layer=vision_feature_layer)
+        counts = torch.tensor([len(f) for f in features.pooler_output], device=input_ids.device)
+        if per_image == len(features.pooler_output[0]) and bool((counts == per_image).all()):
+            return features, None
+        pad_token_id = self.config.text_config.pad_token_id
+        laid_out = lay_out_image_tokens(
+            input_ids,
+            counts,
+            self.config.image_token_id,
+            per_image,
+            attention_mask=attention_mask,
+            labels=labels,
+            padding_side=padding_side,
+            pad_token_id=0 if pad_token_id is None else pad_token_id,
+        )
+        return features, laid_out
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache=None,
+        inputs_embeds: torch.Tensor | None = None,
+        vision_feature_layer: int | list[int] | None = None,
+        vision_feature_select_strategy: str | None = None,
+        labels: torch.LongTensor | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        image_sizes: torch.Tensor | None = None,
+        mm_encoder_outputs: dict | None = None,
+        **kwargs,
+    ) -> LlavaPruMergeCausalLMOutputWithPast:
+        """Upstream ``forward`` on the re-laid batch (see the class docstring).
+
+        With images, ``position_ids`` are recomputed from the new ``attention_mask`` (any passed
+        in refer to the old layout); the output carries the new mask, labels and token counts.
+        """
+        common = dict(
+            cache=cache,
+            vision_feature_select_strategy=vision_feature_select_strategy,
+            logits_to_keep=logits_to_keep,
+            image_sizes=image_sizes,
+            **kwargs,
+        )
+        if pixel_values is None:
+            return super().forward(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                inputs_embeds=inputs_embeds,
+                vision_feature_layer=vision_feature_layer,
+                labels=labels,
+                mm_encoder_outputs=mm_encoder_outputs,
+                **common,
+            )
+        features, laid_out = self._encode_and_lay_out(
+            input_ids, pixel_values, attention_mask, labels, infer_padding_side(attention_mask), vision_feature_layer
+        )
+        if laid_out is not None:
+            input_ids, attention_mask, position_ids = laid_out.input_ids, laid_out.attention_mask, laid_out.position_ids
+            labels = laid_out.labels
+        outputs = super().forward(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            labels=labels,
+            mm_encoder_outputs={"image": features},
+            **common,
+        )
+        return LlavaPruMergeCausalLMOutputWithPast(
+            **outputs,
+            attention_mask=attention_mask,
+            labels=labels,
+            visual_token_counts=torch.tensor([len(f) for f in features.pooler_output], device=outputs.logits.device),
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs,
+    ):
+        """Upstream ``generate`` on the re-laid (left-padded) prompt.
+
+        The images are encoded and reduced once, before prefill. The returned sequences start
+        with the caller's own ``input_ids``, so ``out[:, input_ids.shape[1]:]`` are the new
+        tokens exactly as with the stock model.
+        """
+        if pixel_values is None:
+            return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        features, laid_out = self._encode_and_lay_out(
+            input_ids, pixel_values, attention_mask, None, "left", kwargs.pop("vision_feature_layer", None)
+        )
+        if laid_out is None:
+            return super().generate(
+                input_ids=input_ids, attention_mask=attention_mask, mm_encoder_outputs={"image": features}, **kwargs
+            )
+        kwargs.pop("position_ids", None)
+        output = super().generate(
+            input_ids=laid_out.input_ids,
+            attention_mask=laid_out.attention_mask,
+            mm_encoder_outputs={"image": features},
+            **kwargs,
+        )
+        sequences = output if isinstance(output, torch.Tensor) else output.sequences
+        prompt = input_ids.repeat_interleave(sequences.shape[0] // input_ids.shape[0], dim=0)
+        restored = torch.cat([prompt, sequences[:, laid_out.input_ids.shape[1] :]], dim=1)
+        if isinstance(output, torch.Tensor):
+            return restored
+        output.sequences = restored
+        return output

@@ -1,0 +1,280 @@
+"""The token-reduction algorithms: pure tensor code, no model, hook, numpy or I/O imports.
+
+Everything follows ``shared/spec/prumerge.md`` (section numbers below refer to it, "Sec." to the
+paper). A whole batch is reduced in tensor operations on the input's device; the only
+device-to-host transfer is the one that learns the longest kept count (adaptive methods only).
+
+Shapes: ``B`` images, ``N`` patch tokens per image (576 for CLIP-ViT-L/14-336), ``C`` width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .config import MERGING_METHODS, TokenReductionConfig
+
+_NOT_KEPT = torch.iinfo(torch.int64).max
+
+
+@dataclass
+class ReducedTokens:
+    """Reduced visual tokens of a batch, padded to the longest image.
+
+    Attributes:
+        tokens: ``[B, M, C]``; row ``b`` holds ``lengths[b]`` valid tokens, then zeros.
+        lengths: ``[B]`` int64, tokens kept for each image (summary token included).
+        indices: ``[B, K]`` int64 patch index (0..N-1) of each selected token in output order,
+            ``-1`` past the image's selection. The summary token has no index.
+        scores: ``[B, N]`` float32 CLS attention of each patch (None for methods that use none).
+    """
+
+    tokens: torch.Tensor
+    lengths: torch.Tensor
+    indices: torch.Tensor
+    scores: torch.Tensor | None = None
+
+    def split(self) -> list[torch.Tensor]:
+        """Per-image list of ``[n_i, C]`` tensors."""
+        return [t[:n] for t, n in zip(self.tokens, self.lengths.tolist())]
+
+
+def cls_attention(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    attention: str = "single_head",
+    num_heads: int | None = None,
+) -> torch.Tensor:
+    """CLS-to-patch attention ``a_j`` (spec Sec. 1, paper Eq. 3.2), float32, shape ``[B, N]``.
+
+    ``queries``/``keys`` are ``[B, N + 1, C]`` with the CLS row first. ``single_head``: one softmax
+    of ``q_cls · kᵀ / sqrt(C)`` over all ``N + 1`` keys; ``per_head``: the same per head of width
+    ``C / num_heads``, averaged over heads. The CLS column is dropped and not renormalised.
+    """
+    if queries.shape != keys.shape or queries.dim() != 3:
+        raise ValueError(f"queries {tuple(queries.shape)} and keys {tuple(keys.shape)} must both be [B, N+1, C]")
+    batch, tokens, width = keys.shape
+    q_cls = queries[:, 0].float()
+    keys = keys.float()
+    if attention == "single_head":
+        logits = torch.einsum("bc,bnc->bn", q_cls, keys) * width**-0.5
+        return logits.softmax(dim=-1)[:, 1:]
+    if attention == "per_head":
+        if not num_heads or width % num_heads:
+            raise ValueError(f"per_head attention needs num_heads dividing the width {width}, got {num_heads}")
+        head_dim = width // num_heads
+        logits = torch.einsum(
+            "bhd,bnhd->bhn", q_cls.view(batch, num_heads, head_dim), keys.view(batch, tokens, num_heads, head_dim)
+        )
+        return (logits * head_dim**-0.5).softmax(dim=-1).mean(dim=1)[:, 1:]
+    raise ValueError(f"attention={attention!r}: expected 'single_head' or 'per_head'")
+
+
+def outlier_count(scores: torch.Tensor, iqr_scale: float = 1.5, scope: str = "image") -> torch.Tensor:
+    """Number of scores strictly above the upper IQR fence ``Q3 + iqr_scale·(Q3 − Q1)``, ``[B]``.
+
+    Quartiles use linear interpolation (numpy's and ``torch.quantile``'s default; spec Sec. 2).
+    ``scope="image"``: fence and count per image. ``scope="batch"``: one fence over all ``B·N``
+    scores and the same count ``⌊outliers / B⌋`` for every image, which equals the released code's
+    ``int(N · outliers / (B·N))`` without its float rounding.
+    """
+    probs = torch.tensor([0.25, 0.75], dtype=scores.dtype, device=scores.device)
+    if scope == "image":
+        q1, q3 = torch.quantile(scores, probs, dim=1)
+        fence = q3 + iqr_scale * (q3 - q1)
+        return (scores > fence[:, None]).sum(dim=1)
+    if scope == "batch":
+        q1, q3 = torch.quantile(scores.flatten(), probs)
+        fence = q3 + iqr_scale * (q3 - q1)
+        total = (scores > fence).sum()
+        return (total // scores.shape[0]).expand(scores.shape[0]).clone()
+    raise ValueError(f"scope={scope!r}: expected 'image' or 'batch'")
+
+
+def spatial_grid_indices(rows: int, cols: int, grid_rows: int, grid_cols: int, device=None) -> torch.Tensor:
+    """Raster indices of a ``rows × cols`` lattice evenly spread over a ``grid_rows × grid_cols``
+    patch grid (Table 4 "Spatial", Fig. 4 d-h): cell centres ``⌊(2i + 1)·G / (2·rows)⌋``."""
+    if rows > grid_rows or cols > grid_cols:
+        raise ValueError(f"spatial grid {rows}x{cols} does not fit the {grid_rows}x{grid_cols} patch grid")
+    r = (2 * torch.arange(rows, device=device) + 1) * grid_rows // (2 * rows)
+    c = (2 * torch.arange(cols, device=device) + 1) * grid_cols // (2 * cols)
+    return (r[:, None] * grid_cols + c[None, :]).flatten()
+
+
+def _descending_rank(scores: torch.Tensor) -> torch.Tensor:
+    """``rank[b, j]`` = position of patch j when image b's scores are sorted high to low."""
+    order = scores.argsort(dim=1, descending=True, stable=True)
+    ranks = torch.arange(scores.shape[1], device=scores.device).expand_as(order)
+    return torch.empty_like(order).scatter_(1, order, ranks)
+
+
+def _selection_keys(scores: torch.Tensor, config: TokenReductionConfig) -> torch.Tensor:
+    """Sort keys ``[B, N]``: kept patches get their output position's key, others ``_NOT_KEPT``.
+
+    Sorting by these keys lists every image's kept patches first, in output order: attention
+    selections by descending attention, then (PruMerge+) spatial samples by ascending index.
+    """
+    batch, n = scores.shape
+    device = scores.device
+    rank = _descending_rank(scores)
+    patch = torch.arange(n, device=device).expand(batch, n)
+    not_kept = torch.full_like(rank, _NOT_KEPT)
+
+    if config.method == "prumerge_plus" and config.budget is not None:
+        total = config.budget - 1
+        attentive = max(1, (total + 2) // 4)  # round(total / 4): the adaptive method's 1 : 3 split
+        samples = total - attentive
+        selected = rank < attentive
+        keys = torch.where(selected, rank, not_kept)
+        if samples:
+            # Non-selected patches in ascending index order, then `samples` of them evenly spaced.
+            unselected = torch.where(selected, patch + n, patch).argsort(dim=1)[:, : n - attentive]
+            pick = (2 * torch.arange(samples, device=device) + 1) * (n - attentive) // (2 * samples)
+            sampled = unselected[:, pick]
+            keys = keys.scatter(1, sampled, sampled + n)
+        return keys
+
+    if config.budget is not None:
+        count = config.budget - 1 if config.method == "prumerge" else config.budget
+        count = torch.full((batch,), count, device=device)
+    else:
+        count = outlier_count(scores, config.iqr_scale, config.scope).clamp(min=config.min_keep, max=n)
+    selected = rank < count[:, None]
+    keys = torch.where(selected, rank, not_kept)
+
+    if config.method == "prumerge_plus":
+        # Spec Sec. 3: step = ⌊N/m⌋, stride = max(⌊step/3⌋, 1), candidates 0, stride, ... < N-1.
+        stride = (n // count // 3).clamp(min=1)
+        candidate = (patch % stride[:, None] == 0) & (patch < n - 1) & ~selected
+        keys = torch.where(candidate, patch + n, keys)
+    return keys
+
+
+def _merge(
+    features: torch.Tensor,
+    keys: torch.Tensor,
+    scores: torch.Tensor,
+    kept: torch.Tensor,
+    is_kept: torch.Tensor,
+    knn: int,
+    merge: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token supplement (spec Sec. 4, paper Sec. 3.3): key-kNN merge and the summary token.
+
+    ``kept [B, K]`` are the centres' patch indices, ``is_kept [B, N]`` marks every kept patch.
+    Returns ``merged [B, K, C]`` and ``summary [B, C]``. Neighbours of kept token i are the
+    ``knn`` other patches (kept or pruned) of highest key cosine similarity; clusters may overlap.
+    One ``[B, K, N]`` weight matrix turns the merge into a single batched matmul.
+    """
+    batch, n, width = features.shape
+    weights_dtype = features.dtype
+    unit_keys = F.normalize(keys, dim=-1)
+    centre_keys = unit_keys.gather(1, kept[..., None].expand(-1, -1, width))
+    similarity = torch.bmm(centre_keys, unit_keys.transpose(1, 2))  # [B, K, N]
+    similarity.scatter_(2, kept[..., None], float("-inf"))  # a token is not its own neighbour
+    neighbours = similarity.topk(min(knn, n - 1), dim=2).indices  # [B, K, knn]
+    neighbour_scores = scores.gather(1, neighbours.flatten(1)).view_as(neighbours)
+    weights = torch.zeros(batch, kept.shape[1], n, dtype=torch.float32, device=features.device)
+    weights.scatter_(2, neighbours, neighbour_scores)
+
+    pruned_scores = scores.masked_fill(is_kept, 0.0)
+
+    if merge == "sum":
+        centres = features.gather(1, kept[..., None].expand(-1, -1, width))
+        merged = centres + torch.bmm(weights.to(weights_dtype), features)
+        summary = torch.bmm(pruned_scores[:, None].to(weights_dtype), features)[:, 0]
+        return merged, summary
+    if merge == "mean":
+        weights.scatter_add_(2, kept[..., None], scores.gather(1, kept)[..., None])
+        weights = weights / weights.sum(dim=2, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+        pruned_scores = pruned_scores / pruned_scores.sum(dim=1, keepdim=True).clamp_min(
+            torch.finfo(torch.float32).tiny
+        )
+        merged = torch.bmm(weights.to(weights_dtype), features)
+        summary = torch.bmm(pruned_scores[:, None].to(weights_dtype), features)[:, 0]
+        return merged, summary
+    raise ValueError(f"merge={merge!r}: expected 'sum' or 'mean'")
+
+
+def reduce_visual_tokens(
+    features: torch.Tensor,
+    queries: torch.Tensor | None,
+    keys: torch.Tensor | None,
+    config: TokenReductionConfig,
+    num_heads: int | None = None,
+    grid_size: tuple[int, int] | None = None,
+) -> ReducedTokens:
+    """Reduce a batch of visual tokens as ``config`` says.
+
+    Args:
+        features: ``[B, N, C]`` patch features fed to the projector (CLS dropped).
+        queries, keys: ``[B, N + 1, C]`` q/k projections (with bias, unscaled) of the block that
+            consumes ``features``, CLS row first (spec Sec. 1). Unused by ``sequential``,
+            ``spatial`` and ``none``, which accept None.
+        config: the reduction settings.
+        num_heads: heads of that block, for ``attention="per_head"``.
+        grid_size: ``(rows, cols)`` of the patch grid, for ``spatial``; default a square grid.
+
+    Returns:
+        :class:`ReducedTokens` in ``features``' dtype and device. Token order per image: selected
+        tokens by descending attention, PruMerge+ spatial samples by ascending index, then the
+        summary token (``prumerge``/``prumerge_plus``); sequential/spatial in raster order.
+    """
+    if features.dim() != 3:
+        raise ValueError(f"features must be [B, N, C], got {tuple(features.shape)}")
+    batch, n, width = features.shape
+    device = features.device
+    method = config.method
+    if config.output_count is not None and config.output_count > n:
+        raise ValueError(f"TokenReductionConfig: {config.output_count} tokens requested but the image has only N={n}")
+
+    if method == "none":
+        indices = torch.arange(n, device=device).expand(batch, n)
+        return ReducedTokens(features, torch.full((batch,), n, device=device), indices)
+
+    if method in ("sequential", "spatial"):
+        if method == "sequential":
+            index = torch.arange(config.budget, device=device)
+        else:
+            rows, cols = grid_size or _square_grid(n)
+            if rows * cols != n:
+                raise ValueError(f"grid_size {rows}x{cols} does not match N={n} patches")
+            index = spatial_grid_indices(*config.grid, rows, cols, device=device)
+        tokens = features[:, index]
+        return ReducedTokens(tokens, torch.full((batch,), len(index), device=device), index.expand(batch, -1))
+
+    if queries is None or keys is None:
+        raise ValueError(f"method={method!r} needs the queries and keys of the consuming block")
+    if keys.shape[:2] != (batch, n + 1):
+        raise ValueError(f"keys {tuple(keys.shape)} must be [B, N+1, *] for features {tuple(features.shape)}")
+    scores = cls_attention(queries, keys, config.attention, num_heads)
+    sort_keys = _selection_keys(scores, config)
+    is_kept = sort_keys != _NOT_KEPT
+    lengths = is_kept.sum(dim=1)
+    if config.budget is None:
+        longest = int(lengths.max())  # the one device-to-host sync
+    else:
+        longest = config.budget - 1 if method in MERGING_METHODS else config.budget
+    order = sort_keys.argsort(dim=1, stable=True)[:, :longest]
+    valid = torch.arange(longest, device=device) < lengths[:, None]
+    kept = torch.where(valid, order, order[:, :1])  # pad with a real index; masked out below
+    indices = torch.where(valid, order, -1)
+
+    if method == "aits":
+        tokens = features.gather(1, kept[..., None].expand(-1, -1, width)) * valid[..., None]
+        return ReducedTokens(tokens, lengths, indices, scores)
+
+    merged, summary = _merge(features, keys[:, 1:], scores, kept, is_kept, config.knn, config.merge)
+    tokens = torch.zeros(batch, longest + 1, width, dtype=features.dtype, device=device)
+    tokens[:, :longest] = merged * valid[..., None]
+    tokens[torch.arange(batch, device=device), lengths] = summary
+    return ReducedTokens(tokens, lengths + 1, indices, scores)
+
+
+def _square_grid(n: int) -> tuple[int, int]:
+    side = int(round(n**0.5))
+    if side * side != n:
+        raise ValueError(f"N={n} patches is not a square grid; pass grid_size=(rows, cols)")
+    return side, side
