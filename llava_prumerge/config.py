@@ -39,13 +39,17 @@ class TokenReductionConfig:
 
     method: str = field(
         default="prumerge",
-        metadata={"help": f"One of {METHODS}. PruMerge Sec. 3.2-3.3; PruMerge+ Sec. 3.4; "
-                  "aits = Table 5 'w. AITS'; sequential/spatial = Table 4; none = all tokens."},
+        metadata={
+            "help": f"One of {METHODS}. PruMerge Sec. 3.2-3.3; PruMerge+ Sec. 3.4; "
+            "aits = Table 5 'w. AITS'; sequential/spatial = Table 4; none = all tokens."
+        },
     )
     knn: int = field(
         default=32,
-        metadata={"help": "Neighbours merged into each kept token (Sec. 3.3, Algorithm 1 line 9; "
-                  "32 in the released code). Clamped to N-1."},
+        metadata={
+            "help": "Neighbours merged into each kept token (Sec. 3.3, Algorithm 1 line 9; "
+            "32 in the released code). Clamped to N-1."
+        },
     )
     iqr_scale: float = field(
         default=1.5,
@@ -53,36 +57,48 @@ class TokenReductionConfig:
     )
     scope: str = field(
         default="image",
-        metadata={"help": "'image': fence and count per image (batch-invariant, default). "
-                  "'batch': fence over the whole batch and one shared count, as the released "
-                  "code's training runs did (spec Sec. 2)."},
+        metadata={
+            "help": "'image': fence and count per image (batch-invariant, default). "
+            "'batch': fence over the whole batch and one shared count, as the released "
+            "code's training runs did (spec Sec. 2)."
+        },
     )
     budget: int | None = field(
         default=None,
-        metadata={"help": "Exact number of output tokens per image (summary token included); "
-                  "None = adaptive (Sec. 3.2). Required for 'sequential'."},
+        metadata={
+            "help": "Exact number of output tokens per image (summary token included); "
+            "None = adaptive (Sec. 3.2). Required for 'sequential'."
+        },
     )
     grid: tuple[int, int] | None = field(
         default=None,
-        metadata={"help": "(rows, cols) of patches evenly spread over the image for 'spatial' "
-                  "(Table 4: 5x8, 8x5, 6x6, 4x4 ...)."},
+        metadata={
+            "help": "(rows, cols) of patches evenly spread over the image for 'spatial' "
+            "(Table 4: 5x8, 8x5, 6x6, 4x4 ...)."
+        },
     )
     merge: str = field(
         default="sum",
-        metadata={"help": "'sum': y_i = x_i + sum_j a_j x_j, the released code (spec Sec. 4). "
-                  "'mean': attention-weighted average over centre and neighbours, the paper's "
-                  "'weighted averaging' (Sec. 3.3)."},
+        metadata={
+            "help": "'sum': y_i = x_i + sum_j a_j x_j, the released code (spec Sec. 4). "
+            "'mean': attention-weighted average over centre and neighbours, the paper's "
+            "'weighted averaging' (Sec. 3.3)."
+        },
     )
     attention: str = field(
         default="single_head",
-        metadata={"help": "'single_head': one softmax over the full width, the released code "
-                  "(spec Sec. 1). 'per_head': per-head CLS attention averaged over heads "
-                  "(Eq. 3.2 read per head)."},
+        metadata={
+            "help": "'single_head': one softmax over the full width, the released code "
+            "(spec Sec. 1). 'per_head': per-head CLS attention averaged over heads "
+            "(Eq. 3.2 read per head)."
+        },
     )
     min_keep: int = field(
         default=1,
-        metadata={"help": "Least number of attention-selected tokens when the IQR finds no "
-                  "outlier, e.g. constant attention (spec Sec. 2, degenerate case)."},
+        metadata={
+            "help": "Least number of attention-selected tokens when the IQR finds no "
+            "outlier, e.g. constant attention (spec Sec. 2, degenerate case)."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -105,9 +121,7 @@ class TokenReductionConfig:
         if self.merge not in ("sum", "mean"):
             raise ValueError(f"TokenReductionConfig.merge={self.merge!r}: expected 'sum' or 'mean'")
         if self.attention not in ("single_head", "per_head"):
-            raise ValueError(
-                f"TokenReductionConfig.attention={self.attention!r}: expected 'single_head' or 'per_head'"
-            )
+            raise ValueError(f"TokenReductionConfig.attention={self.attention!r}: expected 'single_head' or 'per_head'")
         if self.budget is not None:
             least = 2 if self.method in MERGING_METHODS else 1
             _check_int("budget", self.budget, minimum=least)

@@ -8,7 +8,12 @@ VENV="${VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
+pip_install() {
+  # The local wheel indexes of this environment warn about every package they lack; hide that noise.
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@" \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
 # torch first, pinned: an unpinned resolve could pick a newer multi-GB build.
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "torch==2.14.1" "torchvision==0.29.1"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[train,eval,dev]"
+pip_install "torch==2.14.1" "torchvision==0.29.1"
+pip_install -e ".[train,eval,dev]"
 echo "llava-prumerge installed in $VENV"
