@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 METHODS = ("prumerge", "prumerge_plus", "aits", "sequential", "spatial", "none")
@@ -169,12 +170,28 @@ class TokenReductionConfig:
         return cls(**values)
 
     @classmethod
+    def from_yaml(cls, path: str | Path) -> TokenReductionConfig:
+        """Load a YAML mapping of fields (e.g. ``configs/reduction/prumerge_plus.yaml``)."""
+        import yaml
+
+        path = Path(path)
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping of TokenReductionConfig fields, got {type(values).__name__}")
+        try:
+            return cls.from_dict(values)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: {error}") from error
+
+    @classmethod
     def coerce(cls, value: TokenReductionConfig | dict[str, Any] | str | None) -> TokenReductionConfig:
-        """Accept a config, a dict, a method name, or None (the default PruMerge)."""
+        """Accept a config, a dict, a method name, a YAML path, or None (the default PruMerge)."""
         if value is None:
             return cls()
         if isinstance(value, cls):
             return value
+        if isinstance(value, Path) or (isinstance(value, str) and value.endswith((".yaml", ".yml"))):
+            return cls.from_yaml(value)
         if isinstance(value, str):
             return cls(method=value)
         if isinstance(value, dict):

@@ -64,3 +64,17 @@ def test_coerce_accepts_names_dicts_and_configs():
 def test_budget_one_is_fine_without_a_summary_token():
     assert TokenReductionConfig(method="aits", budget=1).output_count == 1
     assert TokenReductionConfig(method="spatial", grid=(6, 6)).output_count == 36
+
+
+def test_every_shipped_reduction_yaml_loads(tmp_path):
+    from pathlib import Path
+
+    shipped = sorted((Path(__file__).parents[1] / "configs" / "reduction").glob("*.yaml"))
+    assert len(shipped) >= 5
+    methods = {TokenReductionConfig.coerce(path).method for path in shipped}
+    assert {"prumerge", "prumerge_plus", "aits", "none", "sequential", "spatial"} <= methods
+    assert TokenReductionConfig.coerce(str(shipped[0])) == TokenReductionConfig.from_yaml(shipped[0])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: prumerge\nratio: 0.1\n")
+    with pytest.raises(ValueError, match="bad.yaml: .*unknown field"):
+        TokenReductionConfig.from_yaml(bad)
