@@ -8,7 +8,9 @@ a size that runs in seconds on a CPU. Its answers are noise: it has never been t
 
 from __future__ import annotations
 
+import json
 import string
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -30,6 +32,9 @@ TINY_IMAGE_SIZE = 48
 TINY_PATCH_SIZE = 4  # a 12 x 12 grid: N = 144 patch tokens
 DEMO_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "text", "camera")
 """Photos from ``skimage.data`` used by the demo and the tests."""
+
+TINY_ASSETS_VERSION = "2"
+"""Bumped whenever the tiny model, tokenizer or dataset changes, so stale assets get rewritten."""
 
 VICUNA_SYSTEM = (
     "A chat between a curious human and an artificial intelligence assistant. "
@@ -95,6 +100,9 @@ def tiny_llava_config(tokenizer: PreTrainedTokenizerFast | None = None, **text_o
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        # Wider than the usual 0.02 so that the frozen random lm_head can express a peaked
+        # distribution: LoRA finetuning of the tiny model then visibly lowers the loss.
+        initializer_range=0.25,
         **text_overrides,
     )
     return LlavaConfig(
@@ -145,9 +153,12 @@ def demo_images(names: tuple[str, ...] = DEMO_IMAGES) -> list[Image.Image]:
 
     images = []
     for name in names:
+        if not hasattr(data, name):
+            raise ValueError(f"scikit-image has no bundled image {name!r}")
         array = getattr(data, name)()
-        image = Image.fromarray(array)
-        images.append(image.convert("RGB"))
+        if array.dtype == bool:
+            array = array.astype("uint8") * 255
+        images.append(Image.fromarray(array).convert("RGB"))
     return images
 
 
@@ -155,3 +166,129 @@ def vicuna_prompt(question: str, with_image: bool = True) -> str:
     """LLaVA-1.5's ``vicuna_v1`` conversation template for one user turn."""
     content = f"{IMAGE_TOKEN}\n{question}" if with_image else question
     return f"{VICUNA_SYSTEM} USER: {content} ASSISTANT:"
+
+
+TINY_DATA_IMAGES = {
+    # name: (colour?, a short caption the tiny model can learn)
+    "astronaut": (True, "an astronaut"),
+    "camera": (False, "a cameraman"),
+    "chelsea": (True, "a cat"),
+    "coffee": (True, "a cup of coffee"),
+    "coins": (False, "coins"),
+    "horse": (False, "a horse"),
+    "moon": (False, "the moon"),
+    "page": (False, "a page of text"),
+    "rocket": (True, "a rocket"),
+    "text": (False, "text"),
+    "brick": (False, "a brick wall"),
+    "grass": (False, "grass"),
+    "gravel": (False, "gravel"),
+    "colorwheel": (True, "a colour wheel"),
+    "immunohistochemistry": (True, "stained cells"),
+    "hubble_deep_field": (True, "galaxies"),
+    "clock": (False, "a clock"),
+    "checkerboard": (False, "a checkerboard"),
+}
+TINY_TEXT_ONLY = [("What is two plus three?", "five"), ("Name a colour.", "blue"), ("Say hello.", "hello")]
+
+
+def write_tiny_dataset(directory: str | Path, image_size: int = 96) -> Path:
+    """A LLaVA-1.5-format instruction set from scikit-image photos; returns the JSON path.
+
+    Single-turn captions, two-turn samples (caption, then colour/greyscale) and text-only samples,
+    in the ``llava_v1_5_mix665k.json`` schema with images under ``images/``.
+    """
+    directory = Path(directory)
+    (directory / "images").mkdir(parents=True, exist_ok=True)
+    samples = []
+    names = list(TINY_DATA_IMAGES)
+    for name, image in zip(names, demo_images(tuple(names))):
+        image.thumbnail((image_size, image_size))
+        image.save(directory / "images" / f"{name}.png")
+        colour, caption = TINY_DATA_IMAGES[name]
+        samples.append(
+            {
+                "id": f"{name}-caption",
+                "image": f"{name}.png",
+                "conversations": [
+                    {"from": "human", "value": "<image>\nWhat is in the picture?"},
+                    {"from": "gpt", "value": caption},
+                ],
+            }
+        )
+        samples.append(
+            {
+                "id": f"{name}-two-turns",
+                "image": f"{name}.png",
+                "conversations": [
+                    {"from": "human", "value": "What is this?\n<image>"},
+                    {"from": "gpt", "value": caption},
+                    {"from": "human", "value": "Colour or greyscale?"},
+                    {"from": "gpt", "value": "colour" if colour else "greyscale"},
+                ],
+            }
+        )
+    for index, (question, answer) in enumerate(TINY_TEXT_ONLY):
+        samples.append(
+            {
+                "id": f"text-only-{index}",
+                "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}],
+            }
+        )
+    path = directory / "tiny_instruct.json"
+    path.write_text(json.dumps(samples, indent=1) + "\n")
+    return path
+
+
+def tiny_assets_current(root: str | Path) -> bool:
+    """Whether ``root`` holds tiny assets written by this version of the code."""
+    stamp = Path(root) / "VERSION"
+    return stamp.is_file() and stamp.read_text().strip() == TINY_ASSETS_VERSION
+
+
+def write_tiny_assets(root: str | Path, seed: int = 0) -> dict[str, Path]:
+    """Everything the embedded tiny setting needs, on disk in the real formats.
+
+    - ``llava-tiny/``: a LLaVA checkpoint + processor in the llava-hf layout (start point (a));
+    - ``stage2/``: ``vicuna-tiny/`` (causal LM + tokenizer), ``clip-tiny/`` (CLIPVisionModel +
+      image processor) and ``mm_projector.bin`` with LLaVA's keys (start point (b));
+    - ``data/``: :func:`write_tiny_dataset`.
+    """
+    from transformers import CLIPVisionModel, LlamaForCausalLM
+
+    root = Path(root)
+    processor = build_tiny_processor()
+    model = build_tiny_model(seed=seed, tokenizer=processor.tokenizer)
+    llava_dir = root / "llava-tiny"
+    model.save_pretrained(llava_dir)
+    processor.save_pretrained(llava_dir)
+
+    stage2 = root / "stage2"
+    language = LlamaForCausalLM(model.config.text_config)
+    language.model.load_state_dict(model.model.language_model.state_dict())
+    language.lm_head.load_state_dict(model.lm_head.state_dict())
+    language.save_pretrained(stage2 / "vicuna-tiny")
+    processor.tokenizer.save_pretrained(stage2 / "vicuna-tiny")
+    vision = CLIPVisionModel(model.config.vision_config)
+    vision.load_state_dict(model.model.vision_tower.state_dict())
+    vision.save_pretrained(stage2 / "clip-tiny")
+    processor.image_processor.save_pretrained(stage2 / "clip-tiny")
+    projector = model.model.multi_modal_projector
+    torch.save(
+        {
+            "model.mm_projector.0.weight": projector.linear_1.weight.detach().clone(),
+            "model.mm_projector.0.bias": projector.linear_1.bias.detach().clone(),
+            "model.mm_projector.2.weight": projector.linear_2.weight.detach().clone(),
+            "model.mm_projector.2.bias": projector.linear_2.bias.detach().clone(),
+        },
+        stage2 / "mm_projector.bin",
+    )
+    data_path = write_tiny_dataset(root / "data")
+    (root / "VERSION").write_text(TINY_ASSETS_VERSION + "\n")
+    return {
+        "llava": llava_dir,
+        "language_model": stage2 / "vicuna-tiny",
+        "vision_tower": stage2 / "clip-tiny",
+        "mm_projector": stage2 / "mm_projector.bin",
+        "data": data_path,
+    }

@@ -1,0 +1,275 @@
+"""LLaVA-1.5 instruction data (``llava_v1_5_mix665k.json`` format): loading, checking, batching.
+
+A sample is ``{"id", "image"?: path relative to the image folder (or a list of paths),
+"conversations": [{"from": "human"|"gpt", "value": str}, ...]}``; text-only samples have no
+``image``. Bad samples (missing/corrupt image, malformed conversation, nothing left to supervise)
+never crash a run: the dataset substitutes the next good sample, and every skip is reported to the
+trainer with its sample id and reason, so that it is counted, logged, and can stop the run when too
+many are bad (``max_bad_fraction``). :func:`validate_dataset` finds them all before training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, ImageFile
+from torch.utils.data import Dataset, Sampler
+
+from .conversation import IGNORE_INDEX, MalformedSample, normalise_turns, tokenize_conversation
+
+MAX_SUBSTITUTIONS = 16
+
+
+def load_samples(path: str | Path) -> list[dict]:
+    """Read a LLaVA JSON list (or JSON lines); errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".jsonl":
+            samples = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            samples = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(samples, list):
+        raise ValueError(f"{path}: expected a JSON list of samples, got {type(samples).__name__}")
+    return samples
+
+
+def image_paths(sample: dict) -> list[str]:
+    value = sample.get("image")
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise MalformedSample("'image' must be a path or a list of paths")
+
+
+def expand_to_square(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """Pad to a square, centred, with the processor's mean colour (LLaVA-1.5 ``image_aspect_ratio pad``)."""
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    canvas = Image.new(image.mode, (side, side), background)
+    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+    return canvas
+
+
+def open_image(path: Path) -> Image.Image:
+    """Open and fully decode an RGB image; raises :class:`MalformedSample` naming the file."""
+    if not path.is_file():
+        raise MalformedSample(f"image not found: {path}")
+    try:
+        with Image.open(path) as handle:
+            handle.load()
+            return handle.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as error:
+        raise MalformedSample(f"unreadable image {path}: {error}") from error
+
+
+@dataclass
+class DataSettings:
+    """Where the data is and how it becomes tokens (one config object for data, STYLE.md rule 5)."""
+
+    data_path: str = field(default="", metadata={"help": "LLaVA-format JSON/JSONL file."})
+    image_folder: str = field(default="", metadata={"help": "Folder the samples' 'image' paths are relative to."})
+    image_aspect_ratio: str = field(
+        default="pad", metadata={"help": "'pad': pad to square with the mean colour (LLaVA-1.5); 'none': as is."}
+    )
+    model_max_length: int = field(
+        default=2048,
+        metadata={"help": "Max tokens per sample, counting each image as the vision tower's N tokens."},
+    )
+    max_bad_fraction: float = field(
+        default=0.01, metadata={"help": "Stop the run when more than this fraction of samples is bad."}
+    )
+
+
+class LlavaInstructionDataset(Dataset):
+    """Tokenized LLaVA-1.5 instruction samples with one ``<image>`` placeholder per image.
+
+    Each item: ``input_ids``, ``labels`` (lists), ``pixel_values`` (``[k, 3, H, W]`` or None),
+    ``sample_id``, and ``skipped``: the ``(id, reason)`` of bad samples replaced to produce it.
+    The text budget is ``model_max_length - images · tokens_per_image`` (the unreduced count, so
+    the limit holds for every reduction).
+    """
+
+    def __init__(self, settings: DataSettings, tokenizer, image_processor, tokens_per_image: int):
+        self.settings = settings
+        self.samples = load_samples(settings.data_path)
+        self.image_folder = Path(settings.image_folder) if settings.image_folder else Path(settings.data_path).parent
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.tokens_per_image = tokens_per_image
+        mean = getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
+        self.background = tuple(int(255 * m) for m in mean)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def modality_lengths(self) -> list[int]:
+        """Approximate text length per sample, negative for text-only (LLaVA's grouping convention)."""
+        lengths = []
+        for sample in self.samples:
+            conversations = sample.get("conversations") or []
+            words = sum(len(str(turn.get("value", "")).split()) for turn in conversations if isinstance(turn, dict))
+            lengths.append(words if sample.get("image") else -max(words, 1))
+        return lengths
+
+    def build(self, index: int) -> dict[str, Any]:
+        """Turn sample ``index`` into tensors; raises :class:`MalformedSample` when it is bad."""
+        sample = self.samples[index]
+        if not isinstance(sample, dict):
+            raise MalformedSample("sample is not a JSON object")
+        paths = image_paths(sample)
+        turns = normalise_turns(sample.get("conversations"), len(paths))
+        text_budget = self.settings.model_max_length - len(paths) * (self.tokens_per_image - 1)
+        if text_budget <= len(paths):
+            raise MalformedSample(f"{len(paths)} image(s) do not fit model_max_length={self.settings.model_max_length}")
+        tokens = tokenize_conversation(turns, self.tokenizer, text_budget)
+        pixel_values = None
+        if paths:
+            images = [open_image(self.image_folder / p) for p in paths]
+            if self.settings.image_aspect_ratio == "pad":
+                images = [expand_to_square(image, self.background) for image in images]
+            pixel_values = self.image_processor(images, return_tensors="pt")["pixel_values"]
+        return {
+            "input_ids": tokens.input_ids,
+            "labels": tokens.labels,
+            "pixel_values": pixel_values,
+            "sample_id": str(sample.get("id", index)),
+        }
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """Sample ``index``, or when it is bad the next good one; ``skipped`` then names sample
+        ``index`` only (a bad substitute is counted when its own index comes up), so each bad
+        sample is counted once per epoch."""
+        skipped = []
+        for attempt in range(MAX_SUBSTITUTIONS):
+            position = (index + attempt) % len(self.samples)
+            try:
+                item = self.build(position)
+            except MalformedSample as error:
+                if attempt == 0:
+                    sample = self.samples[position]
+                    sample_id = sample.get("id", position) if isinstance(sample, dict) else position
+                    skipped.append((str(sample_id), str(error)))
+                continue
+            item["skipped"] = skipped
+            return item
+        raise RuntimeError(
+            f"{MAX_SUBSTITUTIONS} consecutive bad samples from index {index} in {self.settings.data_path}; "
+            "run scripts/validate_data.py to list them"
+        )
+
+
+@dataclass
+class LlavaCollator:
+    """Right-pads a list of dataset items into a batch; images of all rows are concatenated."""
+
+    pad_token_id: int
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        width = max(len(item["input_ids"]) for item in items)
+        input_ids = torch.full((len(items), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(items), width), dtype=torch.long)
+        for row, item in enumerate(items):
+            length = len(item["input_ids"])
+            input_ids[row, :length] = torch.tensor(item["input_ids"])
+            labels[row, :length] = torch.tensor(item["labels"])
+            attention_mask[row, :length] = 1
+        batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+        pixels = [item["pixel_values"] for item in items if item["pixel_values"] is not None]
+        if pixels:
+            batch["pixel_values"] = torch.cat(pixels)
+        batch["skipped"] = [entry for item in items for entry in item["skipped"]]
+        return batch
+
+
+class ModalityLengthGroupedSampler(Sampler[int]):
+    """LLaVA's ``group_by_modality_length``: batches hold only image or only text samples, and
+    similar lengths, in a random order that depends only on the seed and epoch."""
+
+    def __init__(self, lengths: list[int], batch_size: int, world_size: int = 1, seed: int = 0):
+        self.lengths, self.batch_size, self.world_size, self.seed = lengths, batch_size, world_size, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        generator = random.Random(self.seed + self.epoch)
+        megabatch = self.batch_size * self.world_size
+        groups = []
+        for sign in (1, -1):
+            indices = [i for i, length in enumerate(self.lengths) if (length > 0) == (sign > 0)]
+            generator.shuffle(indices)
+            for start in range(0, len(indices), megabatch):
+                chunk = sorted(indices[start : start + megabatch], key=lambda i: -abs(self.lengths[i]))
+                groups.append(chunk)
+        generator.shuffle(groups)
+        return iter(i for group in groups for i in group)
+
+
+def validate_dataset(settings: DataSettings, tokenizer, image_processor, tokens_per_image: int, progress: bool = True):
+    """Check every sample as training would; returns ``(problems, counts)``.
+
+    ``problems`` is a list of ``(sample id, kind, message)`` with kind one of ``missing_image``,
+    ``unreadable_image``, ``malformed``; ``counts`` tallies samples by outcome.
+    """
+    dataset = LlavaInstructionDataset(settings, tokenizer, image_processor, tokens_per_image)
+    problems: list[tuple[str, str, str]] = []
+    counts: Counter = Counter()
+    iterator = range(len(dataset))
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc=f"validating {settings.data_path}", unit="sample")
+    seen_ids: set[str] = set()
+    for index in iterator:
+        sample = dataset.samples[index]
+        sample_id = str(sample.get("id", index)) if isinstance(sample, dict) else str(index)
+        if sample_id in seen_ids:
+            problems.append((sample_id, "malformed", "duplicate id"))
+        seen_ids.add(sample_id)
+        try:
+            dataset.build(index)
+        except MalformedSample as error:
+            message = str(error)
+            kind = (
+                "missing_image"
+                if message.startswith("image not found")
+                else "unreadable_image"
+                if message.startswith("unreadable image")
+                else "malformed"
+            )
+            problems.append((sample_id, kind, message))
+            counts[kind] += 1
+        else:
+            counts["ok"] += 1
+            counts["with_image" if sample.get("image") else "text_only"] += 1
+    return problems, counts
+
+
+def allowed_bad(seen: int, max_bad_fraction: float) -> int:
+    """Bad samples tolerated after ``seen`` samples (at least one, so a single bad file never stops a run)."""
+    return max(1, math.floor(seen * max_bad_fraction))
+
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is a bad sample, not a silently grey image
