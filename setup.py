@@ -14,6 +14,7 @@ CORE = [
     "pyyaml==6.0.4",
     "scikit-image==0.26.0",  # real photos for the embedded demo and the tests
     "tqdm==4.70.1",
+    "matplotlib==3.11.2",  # figures (scripts/visualize.py, scripts/benchmark.py)
 ]
 EXTRAS = {
     "train": [

@@ -33,12 +33,15 @@ class ReducedImageFeatures(BaseModelOutputWithPooling):
     """``get_image_features`` output. ``pooler_output``: per-image list of projected tokens.
 
     ``visual_token_counts`` ``[I]``: tokens per image; ``kept_indices`` ``[I, K]``: patch index of
-    each selected token (-1 past the selection); ``cls_attention`` ``[I, N]``: the scores used.
+    each selected token (-1 past the selection); ``cls_attention`` ``[I, N]``: the scores used;
+    ``attentive_counts`` ``[I]``: how many leading ``kept_indices`` were chosen by attention (the
+    rest are PruMerge+ spatial samples).
     """
 
     visual_token_counts: torch.LongTensor | None = None
     kept_indices: torch.LongTensor | None = None
     cls_attention: torch.FloatTensor | None = None
+    attentive_counts: torch.LongTensor | None = None
 
 
 @dataclass
@@ -169,6 +172,7 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
             visual_token_counts=lengths,
             kept_indices=reduced.indices,
             cls_attention=reduced.scores,
+            attentive_counts=reduced.attentive,
         )
 
     # ----------------------------------------------------------------------------------------
@@ -181,7 +185,7 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
             expanded += 1
         return placeholders_per_image(input_ids, self.config.image_token_id, num_images, expanded)
 
-    def _encode_and_lay_out(
+    def encode_and_lay_out(
         self,
         input_ids: torch.Tensor,
         pixel_values: torch.Tensor,
@@ -190,7 +194,13 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
         padding_side: str,
         vision_feature_layer: int | list[int] | None,
     ):
-        """Image features plus the re-laid batch, or ``None`` when nothing needs re-laying."""
+        """Encode and reduce the images, then re-lay the batch for the reduced counts.
+
+        Returns ``(features, laid_out)``: :class:`ReducedImageFeatures` (or upstream's output for
+        ``method="none"``) and a :class:`~llava_prumerge.sequence.LaidOutBatch`, or ``None`` when the
+        placeholders already match the counts. ``forward``/``generate`` call this; benchmarks use it
+        to time the language model alone.
+        """
         if input_ids is None:
             raise ValueError("pixel_values with inputs_embeds is not supported: pass input_ids with image placeholders")
         per_image = self._placeholders_per_image(input_ids, pixel_values.shape[0])
@@ -250,7 +260,7 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
                 mm_encoder_outputs=mm_encoder_outputs,
                 **common,
             )
-        features, laid_out = self._encode_and_lay_out(
+        features, laid_out = self.encode_and_lay_out(
             input_ids, pixel_values, attention_mask, labels, infer_padding_side(attention_mask), vision_feature_layer
         )
         if laid_out is not None:
@@ -287,7 +297,7 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
         """
         if pixel_values is None:
             return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        features, laid_out = self._encode_and_lay_out(
+        features, laid_out = self.encode_and_lay_out(
             input_ids, pixel_values, attention_mask, None, "left", kwargs.pop("vision_feature_layer", None)
         )
         if laid_out is None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from .config import MERGING_METHODS, TokenReductionConfig
 
@@ -29,12 +28,15 @@ class ReducedTokens:
         indices: ``[B, K]`` int64 patch index (0..N-1) of each selected token in output order,
             ``-1`` past the image's selection. The summary token has no index.
         scores: ``[B, N]`` float32 CLS attention of each patch (None for methods that use none).
+        attentive: ``[B]`` how many of ``indices`` were selected by attention; the rest of the
+            selection are PruMerge+ spatial samples (None for methods that use no attention).
     """
 
     tokens: torch.Tensor
     lengths: torch.Tensor
     indices: torch.Tensor
     scores: torch.Tensor | None = None
+    attentive: torch.Tensor | None = None
 
     def split(self) -> list[torch.Tensor]:
         """Per-image list of ``[n_i, C]`` tensors."""
@@ -110,11 +112,12 @@ def _descending_rank(scores: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(order).scatter_(1, order, ranks)
 
 
-def _selection_keys(scores: torch.Tensor, config: TokenReductionConfig) -> torch.Tensor:
-    """Sort keys ``[B, N]``: kept patches get their output position's key, others ``_NOT_KEPT``.
+def _selection_keys(scores: torch.Tensor, config: TokenReductionConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sort keys ``[B, N]`` and the attention-selected count ``[B]``.
 
-    Sorting by these keys lists every image's kept patches first, in output order: attention
-    selections by descending attention, then (PruMerge+) spatial samples by ascending index.
+    Kept patches get their output position's key, others ``_NOT_KEPT``: sorting by these keys
+    lists every image's kept patches first, in output order: attention selections by descending
+    attention, then (PruMerge+) spatial samples by ascending index.
     """
     batch, n = scores.shape
     device = scores.device
@@ -134,7 +137,7 @@ def _selection_keys(scores: torch.Tensor, config: TokenReductionConfig) -> torch
             pick = (2 * torch.arange(samples, device=device) + 1) * (n - attentive) // (2 * samples)
             sampled = unselected[:, pick]
             keys = keys.scatter(1, sampled, sampled + n)
-        return keys
+        return keys, torch.full((batch,), attentive, device=device)
 
     if config.budget is not None:
         count = config.budget - 1 if config.method == "prumerge" else config.budget
@@ -149,7 +152,7 @@ def _selection_keys(scores: torch.Tensor, config: TokenReductionConfig) -> torch
         stride = (n // count // 3).clamp(min=1)
         candidate = (patch % stride[:, None] == 0) & (patch < n - 1) & ~selected
         keys = torch.where(candidate, patch + n, keys)
-    return keys
+    return keys, count
 
 
 def _merge(
@@ -158,44 +161,45 @@ def _merge(
     scores: torch.Tensor,
     kept: torch.Tensor,
     is_kept: torch.Tensor,
+    lengths: torch.Tensor,
     knn: int,
     merge: str,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> torch.Tensor:
     """Token supplement (spec Sec. 4, paper Sec. 3.3): key-kNN merge and the summary token.
 
-    ``kept [B, K]`` are the centres' patch indices, ``is_kept [B, N]`` marks every kept patch.
-    Returns ``merged [B, K, C]`` and ``summary [B, C]``. Neighbours of kept token i are the
-    ``knn`` other patches (kept or pruned) of highest key cosine similarity; clusters may overlap.
-    One ``[B, K, N]`` weight matrix turns the merge into a single batched matmul.
+    ``kept [B, K]`` are the centres' patch indices (row ``b`` valid up to ``lengths[b]``),
+    ``is_kept [B, N]`` marks every kept patch. Neighbours of kept token i are the ``knn`` other
+    patches (kept or pruned) of highest key cosine similarity; clusters may overlap.
+
+    One ``[B, K + 1, N]`` weight matrix holds, per image, a row per merged token (1 at the centre,
+    ``a_j`` at its neighbours), the summary row (``a_j`` at every pruned patch) at position
+    ``lengths[b]`` and zero rows after it, so a single batched matmul yields the padded output
+    ``[B, K + 1, C]``.
     """
     batch, n, width = features.shape
-    weights_dtype = features.dtype
-    unit_keys = F.normalize(keys, dim=-1)
-    centre_keys = unit_keys.gather(1, kept[..., None].expand(-1, -1, width))
-    similarity = torch.bmm(centre_keys, unit_keys.transpose(1, 2))  # [B, K, N]
+    rows = kept.shape[1]
+    device = features.device
+    valid = torch.arange(rows, device=device) < lengths[:, None]
+    # cosine similarity of each centre's key to every key; dividing the [B, K, N] dot products by the
+    # norms is much cheaper than normalising all [B, N, C] keys first
+    norms = keys.norm(dim=-1).clamp_min(1e-12)
+    centre_keys = keys.gather(1, kept[..., None].expand(-1, -1, width))
+    similarity = torch.bmm(centre_keys, keys.transpose(1, 2))
+    similarity = similarity / (norms.gather(1, kept)[..., None] * norms[:, None, :])
     similarity.scatter_(2, kept[..., None], float("-inf"))  # a token is not its own neighbour
     neighbours = similarity.topk(min(knn, n - 1), dim=2).indices  # [B, K, knn]
-    neighbour_scores = scores.gather(1, neighbours.flatten(1)).view_as(neighbours)
-    weights = torch.zeros(batch, kept.shape[1], n, dtype=torch.float32, device=features.device)
-    weights.scatter_(2, neighbours, neighbour_scores)
+    neighbour_scores = scores.gather(1, neighbours.flatten(1)).view_as(neighbours) * valid[..., None]
 
-    pruned_scores = scores.masked_fill(is_kept, 0.0)
-
-    if merge == "sum":
-        centres = features.gather(1, kept[..., None].expand(-1, -1, width))
-        merged = centres + torch.bmm(weights.to(weights_dtype), features)
-        summary = torch.bmm(pruned_scores[:, None].to(weights_dtype), features)[:, 0]
-        return merged, summary
+    weights = torch.zeros(batch, rows + 1, n, dtype=torch.float32, device=device)
+    weights[:, :rows].scatter_(2, neighbours, neighbour_scores)
+    centre = valid.float() if merge == "sum" else scores.gather(1, kept) * valid
+    weights[:, :rows].scatter_(2, kept[..., None], centre[..., None])
+    weights[torch.arange(batch, device=device), lengths] = scores.masked_fill(is_kept, 0.0)
     if merge == "mean":
-        weights.scatter_add_(2, kept[..., None], scores.gather(1, kept)[..., None])
         weights = weights / weights.sum(dim=2, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
-        pruned_scores = pruned_scores / pruned_scores.sum(dim=1, keepdim=True).clamp_min(
-            torch.finfo(torch.float32).tiny
-        )
-        merged = torch.bmm(weights.to(weights_dtype), features)
-        summary = torch.bmm(pruned_scores[:, None].to(weights_dtype), features)[:, 0]
-        return merged, summary
-    raise ValueError(f"merge={merge!r}: expected 'sum' or 'mean'")
+    elif merge != "sum":
+        raise ValueError(f"merge={merge!r}: expected 'sum' or 'mean'")
+    return torch.bmm(weights.to(features.dtype), features)
 
 
 def reduce_visual_tokens(
@@ -250,7 +254,7 @@ def reduce_visual_tokens(
     if keys.shape[:2] != (batch, n + 1):
         raise ValueError(f"keys {tuple(keys.shape)} must be [B, N+1, *] for features {tuple(features.shape)}")
     scores = cls_attention(queries, keys, config.attention, num_heads)
-    sort_keys = _selection_keys(scores, config)
+    sort_keys, attentive = _selection_keys(scores, config)
     is_kept = sort_keys != _NOT_KEPT
     lengths = is_kept.sum(dim=1)
     if config.budget is None:
@@ -264,13 +268,10 @@ def reduce_visual_tokens(
 
     if method == "aits":
         tokens = features.gather(1, kept[..., None].expand(-1, -1, width)) * valid[..., None]
-        return ReducedTokens(tokens, lengths, indices, scores)
+        return ReducedTokens(tokens, lengths, indices, scores, attentive)
 
-    merged, summary = _merge(features, keys[:, 1:], scores, kept, is_kept, config.knn, config.merge)
-    tokens = torch.zeros(batch, longest + 1, width, dtype=features.dtype, device=device)
-    tokens[:, :longest] = merged * valid[..., None]
-    tokens[torch.arange(batch, device=device), lengths] = summary
-    return ReducedTokens(tokens, lengths + 1, indices, scores)
+    tokens = _merge(features, keys[:, 1:], scores, kept, is_kept, lengths, config.knn, config.merge)
+    return ReducedTokens(tokens, lengths + 1, indices, scores, attentive)
 
 
 def _square_grid(n: int) -> tuple[int, int]:

@@ -170,7 +170,7 @@ def test_multiple_images_per_prompt_and_text_only_rows(processor, tokenizer, pho
 def _laid_out_ids(model, inputs):
     from llava_prumerge.sequence import infer_padding_side
 
-    _, laid_out = model._encode_and_lay_out(
+    _, laid_out = model.encode_and_lay_out(
         inputs["input_ids"],
         inputs["pixel_values"],
         inputs["attention_mask"],

@@ -38,6 +38,9 @@ def test_matches_naive_reference_of_the_released_algorithm(plus, merge, n, knn):
         length = int(reduced.lengths[b])
         assert length == len(expected)
         assert reduced.indices[b, : length - 1].tolist() == kept
+        attentive = int(reduced.attentive[b])  # leading indices chosen by attention, then spatial samples
+        assert kept[:attentive] == reduced.scores[b].argsort(descending=True)[:attentive].tolist()
+        assert attentive == (len(kept) if not plus else attentive) and (plus or attentive == length - 1)
         torch.testing.assert_close(reduced.tokens[b, :length], expected, atol=2e-5, rtol=1e-5)
         assert torch.all(reduced.tokens[b, length:] == 0)
 
@@ -145,6 +148,7 @@ def test_budget_gives_exactly_that_many_tokens(config, expected):
 def test_prumerge_plus_budget_keeps_the_one_to_three_split():
     features, queries, keys = make_batch(batch=2, n=576)
     reduced = reduce_visual_tokens(features, queries, keys, TokenReductionConfig(method="prumerge_plus", budget=145))
+    assert reduced.attentive.tolist() == [36, 36]
     for b in range(2):
         top = reduced.scores[b].argsort(descending=True)[:36]
         assert reduced.indices[b, :36].tolist() == top.tolist()

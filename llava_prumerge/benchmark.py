@@ -1,0 +1,371 @@
+"""Measured cost of LLaVA-1.5 with and without visual-token reduction (``scripts/benchmark.py``).
+
+For each preset, method and batch size it measures, after a warm-up, the median over repeats of:
+vision encoding (tower + reduction), the reduction alone and its share of the vision time, the
+language model's prefill alone, time to first token (vision + prefill), decode tokens per second,
+peak accelerator memory, the KV-cache bytes after prefill and the visual tokens per image. It also
+times :func:`llava_prumerge.reference.released_loop_prumerge` (the released code's per-image,
+per-token loop) against the batched reduction on the same tensors. On CUDA every timing is taken
+with CUDA events after synchronising.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig
+
+from .config import TokenReductionConfig
+from .modeling import LlavaPruMergeForConditionalGeneration
+from .reduction import cls_attention, reduce_visual_tokens
+from .reference import released_loop_prumerge
+from .tiny import build_tiny_model, demo_images, sharpen_cls_attention
+
+CLIP_L_336 = dict(
+    hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+    image_size=336, patch_size=14, projection_dim=768, hidden_act="quick_gelu",
+)  # fmt: skip
+VICUNA_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32)
+VICUNA_13B = dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40)
+
+PRESETS: dict[str, dict] = {
+    "tiny": {},  # llava_prumerge.tiny: 144 patches, 2-layer width-32 LLM
+    # CPU-sized with LLaVA-1.5's proportions: 576 visual tokens, an LLM far larger than the tower.
+    "small": {
+        "vision": dict(CLIP_L_336, hidden_size=256, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=4),
+        "text": dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=8, num_attention_heads=16),
+    },
+    "llava-1.5-7b": {"vision": CLIP_L_336, "text": VICUNA_7B, "weights": "llava-hf/llava-1.5-7b-hf"},
+    "llava-1.5-13b": {"vision": CLIP_L_336, "text": VICUNA_13B, "weights": "llava-hf/llava-1.5-13b-hf"},
+}
+
+
+@dataclass
+class Measurement:
+    """One (preset, method, batch size) row; times in seconds (medians), memory in bytes."""
+
+    preset: str
+    method: str
+    batch_size: int
+    visual_tokens: float
+    sequence_length: int
+    vision_s: float
+    reduction_s: float | None
+    reduction_share: float | None
+    prefill_s: float
+    ttft_s: float
+    decode_tokens_per_s: float | None
+    kv_cache_bytes: int
+    peak_memory_bytes: int | None
+    prefill_flops: float
+    extra: dict = field(default_factory=dict)
+
+
+def build_preset(preset: str, dtype: torch.dtype, device: str, weights: str | None = None):
+    """The model and an image processor for ``preset`` (random weights unless ``weights``)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    if preset == "tiny":
+        model = build_tiny_model()
+        vision = model.config.vision_config
+    elif weights:
+        model = LlavaPruMergeForConditionalGeneration.from_pretrained(weights, dtype=dtype)
+        vision = model.config.vision_config
+    else:
+        spec = PRESETS[preset]
+        vision = CLIPVisionConfig(**spec["vision"])
+        text = LlamaConfig(**spec["text"], num_key_value_heads=spec["text"]["num_attention_heads"], vocab_size=32064)
+        config = LlavaConfig(vision_config=vision.to_dict(), text_config=text.to_dict(), image_token_id=32000)
+        torch.manual_seed(0)
+        with torch.device(device):
+            model = LlavaPruMergeForConditionalGeneration(config)
+        sharpen_cls_attention(model, 4.0)  # a peaked CLS attention, as a trained CLIP's
+    model = model.to(device=device, dtype=dtype).eval()
+    size = vision.image_size
+    processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    return model, processor
+
+
+def prefill_flops(config, sequence_length: int, batch_size: int) -> float:
+    """Multiply-adds ×2 of a Llama prefill (projections, MLP, attention scores and mixing, one
+    ``lm_head`` row), the count the FLOP-ratio target is checked against."""
+    text = config.text_config
+    d, inner, layers = text.hidden_size, text.intermediate_size, text.num_hidden_layers
+    kv = d * text.num_key_value_heads // text.num_attention_heads
+    s = sequence_length
+    per_layer = 2 * s * (2 * d * d + 2 * d * kv + 3 * d * inner) + 2 * 2 * s * s * d
+    return float(batch_size * (layers * per_layer + 2 * d * text.vocab_size))
+
+
+def make_timer(device: str) -> Callable[[Callable[[], object], int], float]:
+    """``timer(fn, repeats)`` → median seconds, with CUDA events and synchronisation on GPU."""
+
+    def timer(fn, repeats: int) -> float:
+        times = []
+        for _ in range(repeats):
+            if device.startswith("cuda"):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                torch.cuda.synchronize()
+                start.record()
+                fn()
+                end.record()
+                torch.cuda.synchronize()
+                times.append(start.elapsed_time(end) / 1000)
+            else:
+                begin = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - begin)
+        return statistics.median(times)
+
+    return timer
+
+
+def make_inputs(model, processor, batch_size: int, prompt_tokens: int, device: str, dtype: torch.dtype):
+    """``batch_size`` real photos, each with a ``prompt_tokens``-token prompt holding one ``<image>``."""
+    names = ("astronaut", "coffee", "chelsea", "rocket", "camera", "text")
+    images = demo_images(tuple(names[i % len(names)] for i in range(batch_size)))
+    pixels = processor(images, return_tensors="pt")["pixel_values"].to(device=device, dtype=dtype)
+    generator = torch.Generator().manual_seed(0)
+    image_token = model.config.image_token_id
+    ids = torch.randint(
+        3, min(model.config.text_config.vocab_size, image_token), (batch_size, prompt_tokens), generator=generator
+    )
+    ids[:, prompt_tokens // 2] = image_token
+    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "pixel_values": pixels}
+
+
+def measure(
+    model: LlavaPruMergeForConditionalGeneration,
+    processor,
+    preset: str,
+    reduction: TokenReductionConfig,
+    batch_size: int,
+    prompt_tokens: int = 40,
+    new_tokens: int = 8,
+    repeats: int = 3,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Measurement:
+    """Measure one configuration (see the module docstring)."""
+    timer = make_timer(device)
+    model.set_token_reduction(reduction)
+    inputs = make_inputs(model, processor, batch_size, prompt_tokens, device, dtype)
+    pixels = inputs["pixel_values"]
+    with torch.inference_mode():
+        features, laid_out = model.encode_and_lay_out(
+            inputs["input_ids"], pixels, inputs["attention_mask"], None, "left", None
+        )
+        ids = laid_out.input_ids if laid_out is not None else inputs["input_ids"]
+        mask = laid_out.attention_mask if laid_out is not None else inputs["attention_mask"]
+
+        def vision():
+            if reduction.method == "none":
+                return model.get_image_features(pixel_values=pixels)
+            return model.reduce_image_tokens(pixels)
+
+        def prefill():
+            return model(input_ids=ids, attention_mask=mask, mm_encoder_outputs={"image": features},
+                         use_cache=True, logits_to_keep=1)  # fmt: skip
+
+        def first_token():
+            return model.generate(**inputs, max_new_tokens=1, do_sample=False)
+
+        def generation():
+            return model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+
+        for fn in (vision, prefill, first_token):  # warm-up
+            fn()
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        vision_s = timer(vision, repeats)
+        reduction_s = share = None
+        if reduction.method != "none":
+            reduction_s = _time_reduction_alone(model, pixels, reduction, timer, repeats)
+            share = reduction_s / vision_s
+        prefill_s = timer(prefill, repeats)
+        ttft_s = timer(first_token, repeats)
+        generation_s = timer(generation, repeats)
+        peak = int(torch.cuda.max_memory_allocated()) if device.startswith("cuda") else None
+    counts = [len(f) for f in features.pooler_output]
+    text_config = model.config.text_config
+    head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // text_config.num_attention_heads
+    kv_bytes = (
+        2 * text_config.num_hidden_layers * text_config.num_key_value_heads * head_dim
+        * ids.shape[0] * ids.shape[1] * torch.finfo(dtype).bits // 8
+    )  # fmt: skip
+    # decode rate from the extra time of new_tokens over one token; None when timing noise hides it
+    decode = batch_size * (new_tokens - 1) / (generation_s - ttft_s) if generation_s > ttft_s else None
+    return Measurement(
+        preset=preset,
+        method=reduction.method if reduction.budget is None else f"{reduction.method}@{reduction.budget}",
+        batch_size=batch_size,
+        visual_tokens=sum(counts) / len(counts),
+        sequence_length=int(ids.shape[1]),
+        vision_s=vision_s,
+        reduction_s=reduction_s,
+        reduction_share=share,
+        prefill_s=prefill_s,
+        ttft_s=ttft_s,
+        decode_tokens_per_s=decode,
+        kv_cache_bytes=int(kv_bytes),
+        peak_memory_bytes=peak,
+        prefill_flops=prefill_flops(model.config, int(ids.shape[1]), batch_size),
+    )
+
+
+def _time_reduction_alone(model, pixels, reduction, timer, repeats) -> float:
+    """The reduction on precomputed features/q/k of the consuming block."""
+    tower = model.model.vision_tower
+    depth = model.config.vision_feature_layer % (len(tower.encoder.layers) + 1)
+    hidden = tower(pixels, output_hidden_states=True).hidden_states[depth]
+    block = tower.encoder.layers[depth]
+    normed = block.layer_norm1(hidden)
+    queries, keys = block.self_attn.q_proj(normed), block.self_attn.k_proj(normed)
+    side = tower.config.image_size // tower.config.patch_size
+    return timer(
+        lambda: reduce_visual_tokens(
+            hidden[:, 1:], queries, keys, reduction, tower.config.num_attention_heads, (side, side)
+        ),
+        repeats,
+    )
+
+
+def clip_overhead(batch_sizes: list[int], repeats: int = 3, device: str = "cpu", dtype=torch.float32) -> list[dict]:
+    """The reduction's cost on the CLIP-ViT-L/14-336 tower (random weights, peaked CLS attention).
+
+    Per batch size, interleaved after a warm-up: the stock LLaVA-1.5 encoding (whole tower,
+    ``hidden_states[-2]``), this package's encoding with PruMerge (budget 32) and PruMerge+ (budget
+    144), and the reduction alone on precomputed tensors. The projector is not timed (it would favour
+    the reduced methods, which project fewer tokens).
+    """
+    text = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+                       num_key_value_heads=4, vocab_size=128)  # fmt: skip
+    config = LlavaConfig(vision_config=CLIPVisionConfig(**CLIP_L_336).to_dict(), text_config=text.to_dict(),
+                         image_token_id=127)  # fmt: skip
+    torch.manual_seed(0)
+    model = LlavaPruMergeForConditionalGeneration(config).to(device=device, dtype=dtype).eval()
+    sharpen_cls_attention(model, 4.0)
+    tower = model.model.vision_tower
+    reductions = {
+        "prumerge": TokenReductionConfig(method="prumerge", budget=32),
+        "prumerge_plus": TokenReductionConfig(method="prumerge_plus", budget=144),
+    }
+    timer = make_timer(device)
+    results = []
+    with torch.inference_mode():
+        for batch_size in batch_sizes:
+            pixels = torch.randn(batch_size, 3, 336, 336, device=device, dtype=dtype)
+
+            def stock(pixels=pixels):
+                return tower(pixels, output_hidden_states=True).hidden_states[-2][:, 1:]
+
+            def ours(reduction, pixels=pixels):
+                model.set_token_reduction(reduction)
+                return model.reduce_image_tokens(pixels)
+
+            runs = {"none": stock} | {name: (lambda r=r: ours(r)) for name, r in reductions.items()}
+            for fn in runs.values():
+                fn()
+            rounds = {name: [] for name in runs}
+            for _ in range(repeats):
+                for name, fn in runs.items():
+                    rounds[name].append(timer(fn, 1))
+            medians = {name: statistics.median(values) for name, values in rounds.items()}
+            row = {"batch_size": batch_size, "none_s": medians["none"]}
+            for name, reduction in reductions.items():
+                alone = _time_reduction_alone(model, pixels, reduction, timer, repeats)
+                row[f"{name}_s"] = medians[name]
+                row[f"{name}_vs_none"] = medians[name] / medians["none"]
+                row[f"{name}_reduction_s"] = alone
+                row[f"{name}_reduction_share"] = alone / medians["none"]
+            results.append(row)
+    return results
+
+
+def loop_comparison(
+    batch_size: int = 16, n: int = 576, width: int = 1024, keep: int = 31, repeats: int = 3, device: str = "cpu"
+) -> dict:
+    """Batched reduction vs the released per-image, per-token loop on the same tensors (CLIP-L/336
+    shapes by default, ``keep`` selected tokens per image, as PruMerge at budget 32)."""
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(batch_size, n, width, generator=generator).to(device)
+    queries = torch.randn(batch_size, n + 1, width, generator=generator).to(device) * 3
+    keys = torch.randn(batch_size, n + 1, width, generator=generator).to(device) * 3
+    config = TokenReductionConfig(method="prumerge", budget=keep + 1)
+    timer = make_timer(device)
+    with torch.inference_mode():
+        scores = cls_attention(queries, keys)
+        batched = reduce_visual_tokens(features, queries, keys, config)
+        looped = released_loop_prumerge(features, keys, scores, keep=keep)
+        difference = max(float((batched.tokens[b] - looped[b]).abs().max()) for b in range(batch_size))
+        batched_s = timer(lambda: reduce_visual_tokens(features, queries, keys, config), repeats)
+        loop_s = timer(lambda: released_loop_prumerge(features, keys, scores, keep=keep), repeats)
+    return {
+        "batch_size": batch_size, "patches": n, "width": width, "kept": keep + 1,
+        "batched_s": batched_s, "loop_s": loop_s, "speedup": loop_s / batched_s, "max_abs_difference": difference,
+    }  # fmt: skip
+
+
+def markdown_table(rows: list[Measurement]) -> str:
+    """The measurements as a markdown table, with speedups against ``none`` at the same batch size."""
+    lines = [
+        "| preset | method | batch | visual tokens | seq len | vision ms | reduction ms (share) | prefill ms "
+        "| prefill speedup / FLOP ratio | TTFT ms | decode tok/s | KV cache MB | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    baseline = {(r.preset, r.batch_size): r for r in rows if r.method == "none"}
+    for r in rows:
+        base = baseline.get((r.preset, r.batch_size))
+        speed = "—"
+        if base is not None and r is not base:
+            speed = f"{base.prefill_s / r.prefill_s:.2f}× / {base.prefill_flops / r.prefill_flops:.2f}×"
+        reduction = "—" if r.reduction_s is None else f"{1000 * r.reduction_s:.2f} ({100 * r.reduction_share:.2f}%)"
+        peak = "—" if r.peak_memory_bytes is None else f"{r.peak_memory_bytes / 2**20:.0f}"
+        lines.append(
+            f"| {r.preset} | {r.method} | {r.batch_size} | {r.visual_tokens:.1f} | {r.sequence_length} "
+            f"| {1000 * r.vision_s:.1f} | {reduction} | {1000 * r.prefill_s:.1f} | {speed} | {1000 * r.ttft_s:.1f} "
+            f"| {'—' if r.decode_tokens_per_s is None else f'{r.decode_tokens_per_s:.1f}'} | {r.kv_cache_bytes / 2**20:.2f} | {peak} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[Measurement], path) -> None:
+    """PNG: time to first token and memory (peak if measured, else KV cache) by method and batch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(r.method for r in rows))
+    batches = sorted({r.batch_size for r in rows})
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)
+    width = 0.8 / len(methods)
+    use_peak = all(r.peak_memory_bytes is not None for r in rows)
+    for i, method in enumerate(methods):
+        chosen = {r.batch_size: r for r in rows if r.method == method}
+        xs = [b + (i - (len(methods) - 1) / 2) * width for b in range(len(batches))]
+        left.bar(xs, [1000 * chosen[b].ttft_s if b in chosen else 0 for b in batches], width, label=method)
+        memory = [
+            (chosen[b].peak_memory_bytes if use_peak else chosen[b].kv_cache_bytes) / 2**20 if b in chosen else 0
+            for b in batches
+        ]
+        right.bar(xs, memory, width, label=method)
+    for axis, label in (
+        (left, "time to first token (ms)"),
+        (right, "peak memory (MB)" if use_peak else "KV cache (MB)"),
+    ):
+        axis.set_xticks(range(len(batches)), [f"batch {b}" for b in batches])
+        axis.set_ylabel(label)
+        axis.legend(fontsize=8)
+    figure.suptitle(f"preset {rows[0].preset}")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def as_dicts(rows: list[Measurement]) -> list[dict]:
+    return [asdict(r) for r in rows]

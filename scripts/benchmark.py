@@ -1,0 +1,120 @@
+"""Measure what visual-token reduction saves, and what it costs, in one run (a benchmark, not a test).
+
+    python scripts/benchmark.py --preset tiny                               # seconds, CPU
+    python scripts/benchmark.py --preset small --batch-sizes 1 16           # CPU, realistic proportions
+    python scripts/benchmark.py --preset llava-1.5-7b --device cuda --dtype bfloat16 --visual-tokens 40
+    python scripts/benchmark.py --preset llava-1.5-7b --device cuda --dtype bfloat16 --weights llava-hf/llava-1.5-7b-hf
+
+Random weights are fine for timing; with them the adaptive counts mean little, so
+``--visual-tokens N`` forces N tokens per image for the reducing methods (a budget). Writes
+``results.json``, ``results.md`` and ``ttft_memory.png`` to ``--output-dir`` and prints the table and
+the target checks: reduction share of the vision time, the batched reduction against the released
+code's per-token loop at batch 16 (CLIP-L/336 shapes), prefill speedup against the FLOP ratio, and
+with ``--clip-batch-sizes 1 16`` the reduced CLIP-L/336 encoding against the stock one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from llava_prumerge import TokenReductionConfig
+from llava_prumerge.benchmark import (
+    PRESETS,
+    as_dicts,
+    build_preset,
+    clip_overhead,
+    loop_comparison,
+    markdown_table,
+    measure,
+    plot,
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
+    parser.add_argument("--methods", nargs="+", default=["none", "prumerge", "prumerge_plus"])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--visual-tokens", type=int, default=None, help="force this many tokens per image")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (medians)")
+    parser.add_argument("--prompt-tokens", type=int, default=40, help="text tokens per prompt (paper Sec. 4.2: 40)")
+    parser.add_argument("--new-tokens", type=int, default=8, help="tokens generated for the decode rate")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--attn-implementation", default="sdpa", choices=["sdpa", "eager", "flash_attention_2"])
+    parser.add_argument("--weights", default=None, help="load real weights from this HF id / dir")
+    parser.add_argument("--loop-batch", type=int, default=16, help="batch of the loop comparison (0: skip)")
+    parser.add_argument(
+        "--clip-batch-sizes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also time the reduction's overhead on the full CLIP-L/336 tower at these batch sizes",
+    )
+    parser.add_argument("--output-dir", default="outputs/benchmark")
+    args = parser.parse_args()
+
+    dtype = getattr(torch, args.dtype)
+    model, processor = build_preset(args.preset, dtype, args.device, args.weights)
+    model.set_attn_implementation(args.attn_implementation)
+    rows = []
+    for batch_size in args.batch_sizes:
+        for method in args.methods:
+            budget = args.visual_tokens if method != "none" else None
+            reduction = TokenReductionConfig(method=method, budget=budget)
+            row = measure(model, processor, args.preset, reduction, batch_size, args.prompt_tokens,
+                          args.new_tokens, args.repeats, args.device, dtype)  # fmt: skip
+            rows.append(row)
+            print(f"measured {row.method} batch {batch_size}: ttft {1000 * row.ttft_s:.1f} ms", flush=True)
+
+    loop = None
+    if args.loop_batch:  # CLIP-L/336 shapes (576 patches x 1024), whatever the preset
+        loop = loop_comparison(args.loop_batch, repeats=args.repeats, device=args.device)
+    overhead = clip_overhead(args.clip_batch_sizes, args.repeats, args.device, dtype) if args.clip_batch_sizes else []
+
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "CPU"
+    header = (
+        f"preset {args.preset}, {args.dtype}, {args.attn_implementation}, device {args.device} ({device_name}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, weights {args.weights or 'random'}"
+    )
+    table = markdown_table(rows)
+    checks = []
+    for row in rows:
+        if row.reduction_share is not None:
+            checks.append(f"reduction share of vision time, {row.method} batch {row.batch_size}: "
+                          f"{100 * row.reduction_share:.2f}% (target <= 2%)")  # fmt: skip
+    baseline = {r.batch_size: r for r in rows if r.method == "none"}
+    for row in rows:
+        base = baseline.get(row.batch_size)
+        if base is not None and row is not base:
+            speedup, ratio = base.prefill_s / row.prefill_s, base.prefill_flops / row.prefill_flops
+            checks.append(f"prefill speedup {row.method} batch {row.batch_size}: {speedup:.2f}x of a FLOP ratio "
+                          f"{ratio:.2f}x = {100 * speedup / ratio:.0f}% (target >= 80% on 'small')")  # fmt: skip
+    for row in overhead:
+        for name in ("prumerge", "prumerge_plus"):
+            checks.append(f"CLIP-L/336 encoding, batch {row['batch_size']}: {name} takes {row[f'{name}_vs_none']:.3f}x "
+                          f"the stock encoding (target <= 1.02x); the reduction alone is "
+                          f"{100 * row[f'{name}_reduction_share']:.2f}% of the tower (target <= 2%)")  # fmt: skip
+    if loop:
+        checks.append(f"batched reduction vs the released per-token loop, batch {loop['batch_size']}, "
+                      f"{loop['patches']} patches x {loop['width']}: {loop['speedup']:.1f}x faster "
+                      f"(target >= 10x; max |difference| {loop['max_abs_difference']:.2e})")  # fmt: skip
+    report = f"{header}\n\n{table}\n\n" + "\n".join(f"- {line}" for line in checks) + "\n"
+    (output / "results.md").write_text(report)
+    (output / "results.json").write_text(
+        json.dumps({"setup": header, "rows": as_dicts(rows), "loop": loop, "clip_overhead": overhead}, indent=2)
+    )
+    plot(rows, output / "ttft_memory.png")
+    print(report)
+    print(f"wrote {output}/results.json, results.md, ttft_memory.png")
+
+
+if __name__ == "__main__":
+    main()

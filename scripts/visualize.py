@@ -1,0 +1,147 @@
+"""Draw what PruMerge keeps (paper Fig. 1b, 3a) and how many tokens images keep.
+
+    python scripts/visualize.py image --photo chelsea --output outputs/figures/chelsea.png
+    python scripts/visualize.py image --image my.jpg --model llava-hf/llava-1.5-7b-hf --output fig.png
+    python scripts/visualize.py histogram --data-path outputs/tiny-assets/data/tiny_instruct.json \\
+        --image-folder outputs/tiny-assets/data/images --output outputs/figures/hist.png
+    python scripts/visualize.py histogram --counts results/samples.jsonl --output hist.png
+
+``image`` writes one PNG with three panels: PruMerge's kept patches, PruMerge+'s (spatial samples
+in blue), and the CLS attention on a log scale with the IQR fence. ``histogram`` reduces every image
+of a LLaVA-format dataset (or reads ``visual_tokens`` from an evaluation's JSON/JSONL records)
+and plots the kept tokens per image. ``--model tiny`` (default) is the random-weight tiny LLaVA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from llava_prumerge import LlavaPruMergeForConditionalGeneration, TokenReductionConfig
+from llava_prumerge.data import expand_to_square, image_paths, load_samples, open_image
+from llava_prumerge.tiny import build_tiny_model, build_tiny_processor, demo_images
+from llava_prumerge.visualize import kept_patch_overlay, plot_cls_attention, plot_kept_token_histogram
+
+
+def load(model_name: str, reduction: TokenReductionConfig):
+    if model_name == "tiny":
+        processor = build_tiny_processor()
+        return build_tiny_model(reduction, tokenizer=processor.tokenizer), processor
+    from transformers import AutoProcessor
+
+    model = LlavaPruMergeForConditionalGeneration.from_pretrained(model_name, token_reduction=reduction)
+    return model.eval(), AutoProcessor.from_pretrained(model_name)
+
+
+def draw_image(args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    image = Image.open(args.image).convert("RGB") if args.image else demo_images((args.photo,))[0]
+    model, processor = load(args.model, TokenReductionConfig(method="prumerge"))
+    pixels = processor.image_processor([image], return_tensors="pt")["pixel_values"]
+    vision = model.config.vision_config
+    grid = vision.image_size // vision.patch_size
+    panels = []
+    with torch.no_grad():
+        for method in ("prumerge", "prumerge_plus"):
+            model.set_token_reduction(replace(model.token_reduction, method=method))
+            features = model.get_image_features(pixel_values=pixels)
+            kept = features.kept_indices[0]
+            kept = kept[kept >= 0].tolist()
+            attentive = int(features.attentive_counts[0])
+            overlay = kept_patch_overlay(image, kept[:attentive], kept[attentive:], grid=grid, cell=args.cell)
+            panels.append((method, overlay, int(features.visual_token_counts[0])))
+    scores = features.cls_attention[0]
+    q1, q3 = torch.quantile(scores, torch.tensor([0.25, 0.75]))
+    fence = float(q3 + model.token_reduction.iqr_scale * (q3 - q1))
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    attention_png = output.with_name(output.stem + "_attention.png")
+    plot_cls_attention(scores, fence, attention_png)
+
+    figure, axes = plt.subplots(1, 3, figsize=(13.5, 5), dpi=100)
+    for axis, (method, overlay, count) in zip(axes[:2], panels):
+        axis.imshow(overlay)
+        axis.set_title(f"{method}: {count} of {grid * grid} tokens")
+        axis.axis("off")
+    axes[2].imshow(Image.open(attention_png))
+    axes[2].axis("off")
+    figure.tight_layout()
+    figure.savefig(output)
+    plt.close(figure)
+    for method, overlay, _ in panels:
+        overlay.save(output.with_name(f"{output.stem}_{method}.png"))
+    print(f"wrote {output} (+ {attention_png.name}, per-method overlays)")
+
+
+def count_dataset(args) -> list[int]:
+    from tqdm import tqdm
+
+    reduction = TokenReductionConfig.coerce(args.reduction)
+    model, processor = load(args.model, reduction)
+    folder = Path(args.image_folder or Path(args.data_path).parent)
+    paths = sorted({p for sample in load_samples(args.data_path) for p in image_paths(sample)})
+    mean = tuple(int(255 * m) for m in processor.image_processor.image_mean)
+    counts = []
+    with torch.no_grad():
+        for start in tqdm(range(0, len(paths), args.batch_size), desc="reducing", unit="batch"):
+            images = [expand_to_square(open_image(folder / p), mean) for p in paths[start : start + args.batch_size]]
+            pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+            counts += model.get_image_features(pixel_values=pixels).visual_token_counts.tolist()
+    return counts
+
+
+def read_counts(path: str) -> list[int]:
+    text = Path(path).read_text()
+    records = (
+        [json.loads(line) for line in text.splitlines() if line.strip()]
+        if path.endswith(".jsonl")
+        else json.loads(text)
+    )
+    counts = [int(record["visual_tokens"]) for record in records if "visual_tokens" in record]
+    if not counts:
+        raise ValueError(f"{path}: no record has a 'visual_tokens' field")
+    return counts
+
+
+def draw_histogram(args) -> None:
+    counts = read_counts(args.counts) if args.counts else count_dataset(args)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    plot_kept_token_histogram(counts, args.output)
+    print(f"wrote {args.output}: {len(counts)} images, mean {sum(counts) / len(counts):.1f} tokens")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    image = commands.add_parser("image", help="kept patches and CLS attention of one image")
+    source = image.add_mutually_exclusive_group()
+    source.add_argument("--image", help="an image file")
+    source.add_argument("--photo", default="chelsea", help="a scikit-image photo name")
+    image.add_argument("--model", default="tiny", help="'tiny' or a LLaVA-1.5 HF id / dir")
+    image.add_argument("--cell", type=int, default=14, help="pixels per patch in the drawing")
+    image.add_argument("--output", required=True)
+    histogram = commands.add_parser("histogram", help="kept tokens per image")
+    histogram.add_argument("--counts", help="evaluation records (JSON list or JSONL) with 'visual_tokens'")
+    histogram.add_argument("--data-path", help="a LLaVA-format dataset (reduces each of its images)")
+    histogram.add_argument("--image-folder", default="")
+    histogram.add_argument("--model", default="tiny")
+    histogram.add_argument("--reduction", default="prumerge", help="method name or configs/reduction/*.yaml")
+    histogram.add_argument("--batch-size", type=int, default=8)
+    histogram.add_argument("--output", required=True)
+    args = parser.parse_args()
+    if args.command == "histogram" and not (args.counts or args.data_path):
+        parser.error("histogram needs --counts or --data-path")
+    draw_image(args) if args.command == "image" else draw_histogram(args)
+
+
+if __name__ == "__main__":
+    main()

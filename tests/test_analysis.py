@@ -1,0 +1,122 @@
+"""Analysis tools: the benchmark's tiny preset end to end, the pictures, the loop reference."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from llava_prumerge import TokenReductionConfig, reduce_visual_tokens
+from llava_prumerge.reduction import cls_attention
+from llava_prumerge.reference import released_loop_prumerge
+from llava_prumerge.tiny import build_tiny_model, build_tiny_processor, demo_images
+from llava_prumerge.visualize import ATTENTION_COLOUR, SPATIAL_COLOUR, kept_patch_overlay, patch_box
+
+ROOT = Path(__file__).parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+
+
+def run_script(*args: str) -> str:
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_released_loop_reference_equals_the_batched_reduction():
+    generator = torch.Generator().manual_seed(1)
+    features = torch.randn(3, 64, 16, generator=generator)
+    queries, keys = torch.randn(3, 65, 16, generator=generator) * 3, torch.randn(3, 65, 16, generator=generator) * 3
+    scores = cls_attention(queries, keys)
+    adaptive = reduce_visual_tokens(features, queries, keys, TokenReductionConfig(knn=8))
+    looped = released_loop_prumerge(features, keys, scores, knn=8)
+    for b in range(3):
+        torch.testing.assert_close(adaptive.tokens[b, : int(adaptive.lengths[b])], looped[b], atol=1e-5, rtol=1e-5)
+    fixed = reduce_visual_tokens(features, queries, keys, TokenReductionConfig(knn=8, budget=10))
+    for b, tokens in enumerate(released_loop_prumerge(features, keys, scores, knn=8, keep=9)):
+        torch.testing.assert_close(fixed.tokens[b], tokens, atol=1e-5, rtol=1e-5)
+
+
+def test_benchmark_tiny_preset_end_to_end(tmp_path):
+    out = run_script(
+        "scripts/benchmark.py", "--preset", "tiny", "--batch-sizes", "1", "2", "--repeats", "1",
+        "--loop-batch", "4", "--output-dir", str(tmp_path),
+    )  # fmt: skip
+    results = json.loads((tmp_path / "results.json").read_text())
+    rows = {(r["method"], r["batch_size"]): r for r in results["rows"]}
+    assert set(rows) == {(m, b) for m in ("none", "prumerge", "prumerge_plus") for b in (1, 2)}
+    for (method, _), row in rows.items():
+        for key in ("vision_s", "prefill_s", "ttft_s", "prefill_flops"):
+            assert row[key] > 0, (method, key)
+        assert row["kv_cache_bytes"] > 0 and row["peak_memory_bytes"] is None  # CPU: no accelerator peak
+        if method == "none":
+            assert row["visual_tokens"] == 144 and row["reduction_s"] is None
+        else:
+            assert 1 < row["visual_tokens"] < 144 and 0 < row["reduction_share"]
+    for batch in (1, 2):
+        none, merged = rows[("none", batch)], rows[("prumerge", batch)]
+        assert merged["sequence_length"] < none["sequence_length"]
+        assert merged["kv_cache_bytes"] < none["kv_cache_bytes"] and merged["prefill_flops"] < none["prefill_flops"]
+    loop = results["loop"]
+    assert loop["batch_size"] == 4 and loop["max_abs_difference"] < 1e-4 and loop["speedup"] > 0
+    assert "prefill speedup" in (tmp_path / "results.md").read_text() and "per-token loop" in out
+    with Image.open(tmp_path / "ttft_memory.png") as figure:
+        assert figure.size == (1000, 380)
+
+
+def test_overlay_frames_exactly_the_kept_patches(photos):
+    overlay = kept_patch_overlay(photos[0], attention_indices=[0, 5], spatial_indices=[7], grid=4, cell=10)
+    assert overlay.size == (40, 40)
+    for index, colour in ((0, ATTENTION_COLOUR), (5, ATTENTION_COLOUR), (7, SPATIAL_COLOUR)):
+        left, top, right, bottom = patch_box(index, 4, 10)
+        assert overlay.getpixel((left, top)) == colour and overlay.getpixel((right, bottom)) == colour
+    for index in set(range(16)) - {0, 5, 7}:
+        left, top, _, _ = patch_box(index, 4, 10)
+        assert overlay.getpixel((left, top)) not in (ATTENTION_COLOUR, SPATIAL_COLOUR)
+
+
+def test_image_figure_draws_the_patches_the_reducer_keeps(tmp_path):
+    run_script("scripts/visualize.py", "image", "--photo", "coffee", "--output", str(tmp_path / "coffee.png"))
+    with Image.open(tmp_path / "coffee.png") as figure:
+        assert figure.size == (1350, 500)
+    assert (tmp_path / "coffee_attention.png").is_file()
+    processor = build_tiny_processor()
+    pixels = processor.image_processor(demo_images(("coffee",)), return_tensors="pt")["pixel_values"]
+    for method in ("prumerge", "prumerge_plus"):
+        model = build_tiny_model(method)
+        with torch.no_grad():
+            features = model.get_image_features(pixel_values=pixels)
+        kept = [i for i in features.kept_indices[0].tolist() if i >= 0]
+        attentive = int(features.attentive_counts[0])
+        with Image.open(tmp_path / f"coffee_{method}.png") as overlay:
+            overlay = overlay.convert("RGB")
+            assert overlay.size == (12 * 14, 12 * 14)
+            for position, index in enumerate(kept):
+                left, top, _, _ = patch_box(index, 12, 14)
+                expected = ATTENTION_COLOUR if position < attentive else SPATIAL_COLOUR
+                assert overlay.getpixel((left + 1, top + 1)) == expected, (method, index)
+            for index in set(range(144)) - set(kept):
+                left, top, _, _ = patch_box(index, 12, 14)
+                assert overlay.getpixel((left + 7, top + 7)) not in (ATTENTION_COLOUR, SPATIAL_COLOUR)
+
+
+def test_histograms_from_records_and_from_a_dataset(tmp_path):
+    records = tmp_path / "samples.jsonl"
+    records.write_text("\n".join(json.dumps({"doc_id": i, "visual_tokens": 10 + i % 7}) for i in range(30)))
+    out = run_script("scripts/visualize.py", "histogram", "--counts", str(records), "--output", str(tmp_path / "a.png"))
+    assert "30 images, mean 12.8 tokens" in out
+    from llava_prumerge.tiny import write_tiny_dataset
+
+    data = write_tiny_dataset(tmp_path / "data")
+    out = run_script(
+        "scripts/visualize.py", "histogram", "--data-path", str(data), "--image-folder", str(data.parent / "images"),
+        "--output", str(tmp_path / "b.png"),
+    )  # fmt: skip
+    assert "18 images" in out
+    for name in ("a.png", "b.png"):
+        with Image.open(tmp_path / name) as figure:
+            assert figure.size == (600, 320)
