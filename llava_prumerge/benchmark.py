@@ -219,17 +219,11 @@ def measure(
 
 def _time_reduction_alone(model, pixels, reduction, timer, repeats) -> float:
     """The reduction on precomputed features/q/k of the consuming block."""
-    tower = model.model.vision_tower
-    depth = model.config.vision_feature_layer % (len(tower.encoder.layers) + 1)
-    hidden = tower(pixels, output_hidden_states=True).hidden_states[depth]
-    block = tower.encoder.layers[depth]
-    normed = block.layer_norm1(hidden)
-    queries, keys = block.self_attn.q_proj(normed), block.self_attn.k_proj(normed)
-    side = tower.config.image_size // tower.config.patch_size
+    features, queries, keys = model.encode_for_reduction(pixels)
+    vision = model.config.vision_config
+    side = vision.image_size // vision.patch_size
     return timer(
-        lambda: reduce_visual_tokens(
-            hidden[:, 1:], queries, keys, reduction, tower.config.num_attention_heads, (side, side)
-        ),
+        lambda: reduce_visual_tokens(features, queries, keys, reduction, vision.num_attention_heads, (side, side)),
         repeats,
     )
 

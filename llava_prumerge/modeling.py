@@ -92,16 +92,16 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
     # ----------------------------------------------------------------------------------------
     # Vision side
     # ----------------------------------------------------------------------------------------
-    def reduce_image_tokens(
-        self, pixel_values: torch.Tensor, vision_feature_layer: int | None = None
-    ) -> tuple[ReducedTokens, TokenReductionConfig]:
-        """Encode ``pixel_values [I, 3, H, W]`` and reduce the patch tokens (before the projector).
+    def encode_for_reduction(
+        self, pixel_values: torch.Tensor, vision_feature_layer: int | None = None, with_qk: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Patch features ``[I, N, C]`` of the feature layer and the q/k ``[I, N+1, C]`` of the
+        block that consumes it (spec Sec. 1).
 
-        Runs the CLIP blocks up to the feature layer only; of the block that consumes it just
-        ``layer_norm1`` and the q/k projections (spec Sec. 1), so no attention map is needed and
-        SDPA/FlashAttention towers work.
+        Runs the CLIP blocks up to the feature layer only; of the consuming block just
+        ``layer_norm1`` and the q/k projections, so no attention map is needed and SDPA /
+        FlashAttention towers work.
         """
-        config = self.token_reduction
         tower = self.model.vision_tower
         layer = self.config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
         if not isinstance(tower, CLIPVisionModel):
@@ -125,20 +125,23 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
         for block in blocks[:depth]:
             hidden = block(hidden, None)
         queries = keys = None
-        consumer = blocks[depth]
-        if config.method in ATTENTION_METHODS:
+        if with_qk:
+            consumer = blocks[depth]
             normed = consumer.layer_norm1(hidden)
             queries, keys = consumer.self_attn.q_proj(normed), consumer.self_attn.k_proj(normed)
-        side = tower.config.image_size // tower.config.patch_size
-        reduced = reduce_visual_tokens(
-            hidden[:, 1:],
-            queries,
-            keys,
-            config,
-            num_heads=tower.config.num_attention_heads,
-            grid_size=(side, side),
+        return hidden[:, 1:], queries, keys
+
+    def reduce_image_tokens(self, pixel_values: torch.Tensor, vision_feature_layer: int | None = None) -> ReducedTokens:
+        """Encode ``pixel_values [I, 3, H, W]`` and reduce the patch tokens (before the projector)."""
+        config = self.token_reduction
+        features, queries, keys = self.encode_for_reduction(
+            pixel_values, vision_feature_layer, with_qk=config.method in ATTENTION_METHODS
         )
-        return reduced, config
+        vision = self.config.vision_config
+        side = vision.image_size // vision.patch_size
+        return reduce_visual_tokens(
+            features, queries, keys, config, num_heads=vision.num_attention_heads, grid_size=(side, side)
+        )
 
     def get_image_features(
         self,
@@ -162,7 +165,7 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
             raise ValueError("vision_feature_select_strategy cannot be overridden per call with token reduction")
         if kwargs.get("image_sizes") is not None:
             raise ValueError("image_sizes (variable-resolution inputs) are not supported with token reduction")
-        reduced, _ = self.reduce_image_tokens(pixel_values, vision_feature_layer)
+        reduced = self.reduce_image_tokens(pixel_values, vision_feature_layer)
         lengths = reduced.lengths
         valid = torch.arange(reduced.tokens.shape[1], device=lengths.device) < lengths[:, None]
         projected = self.model.multi_modal_projector(reduced.tokens[valid])
