@@ -216,15 +216,16 @@ class ModalityLengthGroupedSampler(Sampler[int]):
     def __iter__(self):
         generator = random.Random(self.seed + self.epoch)
         megabatch = self.batch_size * self.world_size
-        groups = []
+        groups, leftovers = [], []
         for sign in (1, -1):
             indices = [i for i, length in enumerate(self.lengths) if (length > 0) == (sign > 0)]
             generator.shuffle(indices)
             for start in range(0, len(indices), megabatch):
                 chunk = sorted(indices[start : start + megabatch], key=lambda i: -abs(self.lengths[i]))
-                groups.append(chunk)
+                (groups if len(chunk) == megabatch else leftovers).append(chunk)
         generator.shuffle(groups)
-        return iter(i for group in groups for i in group)
+        # incomplete groups go last (as LLaVA's sampler does), so only the final batch may mix modalities
+        return iter(i for group in groups + leftovers for i in group)
 
 
 def validate_dataset(settings: DataSettings, tokenizer, image_processor, tokens_per_image: int, progress: bool = True):

@@ -164,8 +164,11 @@ class PruMergeTrainer(Trainer):
         if num_items_in_batch is not None:
             inputs = {**inputs, "num_items_in_batch": num_items_in_batch}
         outputs = model(**inputs)
-        if model.training:
-            self.visual_stats.update(outputs.get("visual_token_counts"), outputs.get("attention_mask"))
+        if model.training:  # text-only batches return upstream's output, without the re-laid mask
+            mask = outputs.get("attention_mask")
+            self.visual_stats.update(
+                outputs.get("visual_token_counts"), inputs["attention_mask"] if mask is None else mask
+            )
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
