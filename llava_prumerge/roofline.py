@@ -1,39 +1,91 @@
 """Roofline analysis of the LLM prefill (paper Sec. 4.2, Table 2), from model configs alone.
 
-Follows the method the paper cites (LLM-Viewer; Yuan et al. 2024, "LLM Inference Unveiled: Survey
-and Roofline Model Insights"): every operation of a decoder block is given its operation count
-(OPs) and the bytes it moves (weights read, activations read and written, KV cache written); its
-time is ``max(OPs / peak, bytes / bandwidth)``; the prefill time is the sum over operations and
-blocks plus the ``lm_head`` row of the last token. Quantisation is weight-only (W4A16 for INT4):
-weights take ``bits / 8`` bytes, activations and the KV cache stay FP16, compute runs at the FP16
-peak. Memory: weights + KV cache + the activations every operation writes (all kept, as Table 2's
-"storing activation" column does; see ``docs/roofline.md`` for how our numbers compare).
+The paper's Table 2 comes from LLM-Viewer (Yuan et al. 2024, "LLM Inference Unveiled: Survey and
+Roofline Model Insights", github.com/hahnyuan/LLM-Viewer). This module re-derives its method:
+
+* every operation of one Llama decoder block (norms, q/k/v/o projections, QKᵀ, softmax, SV, the
+  residual adds, gate/up/down projections, SiLU·up) gets an operation count (OPs; a multiply-add
+  is 2) and the bytes it moves: weights read, activations read and written, KV cache read and
+  written (the k/v projections write the KV cache, not an activation);
+* its roofline time is ``max(OPs / peak, bytes / bandwidth)``; the prefill time sums every
+  operation of every block plus the ``lm_head`` of the last token (the only logits a prefill
+  needs);
+* bit widths are per tensor kind (weights, activations, KV cache). As in LLM-Viewer, a setting
+  whose three widths are all ≤ 8 bits computes at the hardware's INT8 peak, any other at the FP16
+  peak.
+
+Two departures from LLM-Viewer's accounting, both small: the SiLU·up operation is sized by the MLP
+width (LLM-Viewer uses the hidden size), and a residual add reads both of its inputs (LLM-Viewer
+one).
+
+Table 2's columns map onto these quantities (found by recomputing the table; ``docs/roofline.md``):
+"FLOPs" is the OPs, "Total Memory" the total memory *traffic* (LLM-Viewer's ``memory_access``),
+"Storing Activation" the activation bytes written over all blocks (its ``store_act``), and "INT4"
+is 4-bit weights, activations and KV cache. We also report the resident footprint (weights + KV
+cache + the activations of one block), which is what a reader usually means by "total memory".
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
 class Hardware:
-    """Peak dense FP16 tensor throughput (OP/s) and memory bandwidth (B/s), vendor datasheets."""
+    """Peak dense throughput (OP/s) and DRAM bandwidth (B/s) of one accelerator."""
 
     name: str
     fp16_ops: float
+    int8_ops: float
     bandwidth: float
+    source: str
+
+    def peak_ops(self, precision: Precision) -> float:
+        """The compute roof for ``precision``: INT8 when every tensor is ≤ 8 bits (LLM-Viewer's rule)."""
+        return self.int8_ops if precision.is_low_bit else self.fp16_ops
 
 
 HARDWARE = {
-    "V100": Hardware("V100 SXM2", 125e12, 900e9),  # the paper's device
-    "A100": Hardware("A100 80GB SXM", 312e12, 2039e9),
-    "H100": Hardware("H100 SXM", 989e12, 3350e9),
+    # LLM-Viewer's V100 entry (hardwares/hardware_params.py), which the paper used: the V100 PCIe
+    # datasheet's 112 TFLOPS FP16 tensor peak; 62 TOPS INT8 is dp4a (4 × 15.7 TFLOPS FP32), since
+    # Volta has no INT8 tensor cores.
+    "V100": Hardware("V100 (PCIe, LLM-Viewer)", 112e12, 62e12, 900e9, "NVIDIA V100 datasheet; LLM-Viewer"),
+    "V100-SXM2": Hardware("V100 SXM2", 125e12, 62e12, 900e9, "NVIDIA V100 datasheet (SXM2)"),
+    "A100": Hardware("A100 80GB SXM", 312e12, 624e12, 2039e9, "NVIDIA A100 datasheet, dense"),
+    # LLM-Viewer lists 1979 TFLOPS FP16 / 3072 GB/s for H100; 1979 is the sparse figure, so we use
+    # the datasheet's dense peaks and the SXM5 bandwidth.
+    "H100": Hardware("H100 SXM", 989e12, 1979e12, 3350e9, "NVIDIA H100 datasheet, dense"),
+}
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Bit widths of the weights, the activations and the KV cache (``W4A16``: 4-bit weights only)."""
+
+    name: str
+    weight_bits: int
+    activation_bits: int
+    kv_bits: int
+
+    @property
+    def is_low_bit(self) -> bool:
+        return max(self.weight_bits, self.activation_bits, self.kv_bits) <= 8
+
+
+PRECISIONS = {
+    "FP16": Precision("FP16", 16, 16, 16),
+    # Table 2's "INT4" as LLM-Viewer's INT4 setting: weights, activations and KV cache all 4-bit.
+    "INT4": Precision("INT4", 4, 4, 4),
+    "INT8": Precision("INT8", 8, 8, 8),
+    # Weight-only 4-bit (AWQ/GPTQ-style W4A16), the common deployment; computes at the FP16 peak.
+    "W4A16": Precision("W4A16", 4, 16, 16),
 }
 
 
 @dataclass(frozen=True)
 class LlamaShape:
-    """What the roofline needs of a Llama-family decoder."""
+    """The shapes the roofline needs of a Llama-family decoder (a Hugging Face ``LlamaConfig``'s fields)."""
 
     name: str
     hidden: int
@@ -44,140 +96,272 @@ class LlamaShape:
     vocab: int
 
     @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def block_linear_parameters(self) -> int:
+        """Weights of one block's seven projections (what every prefill token multiplies through)."""
+        kv = self.kv_heads * self.head_dim
+        return 2 * self.hidden * self.hidden + 2 * self.hidden * kv + 3 * self.hidden * self.intermediate
+
+    @property
+    def norm_parameters(self) -> int:
+        """RMSNorm weights: two per block and the final one."""
+        return (2 * self.layers + 1) * self.hidden
+
+    @property
     def parameters(self) -> int:
-        head_dim = self.hidden // self.heads
-        attention = 2 * self.hidden * self.hidden + 2 * self.hidden * self.kv_heads * head_dim
-        block = attention + 3 * self.hidden * self.intermediate + 2 * self.hidden
-        return self.layers * block + 2 * self.vocab * self.hidden + self.hidden
+        """All parameters: block projections, norms, embedding and the untied ``lm_head``."""
+        return self.layers * self.block_linear_parameters + self.norm_parameters + 2 * self.vocab * self.hidden
+
+    @classmethod
+    def from_config(cls, config: Mapping, name: str = "llm") -> LlamaShape:
+        """Build from a ``config.json`` dict of a Llama model, or of LLaVA (its ``text_config``)."""
+        config = config.get("text_config", config)
+        heads = config["num_attention_heads"]
+        return cls(
+            name=name,
+            hidden=config["hidden_size"],
+            intermediate=config["intermediate_size"],
+            layers=config["num_hidden_layers"],
+            heads=heads,
+            kv_heads=config.get("num_key_value_heads", heads),
+            vocab=config["vocab_size"],
+        )
 
 
+# lmsys/vicuna-{7b,13b}-v1.5 config.json (Llama-2 shapes), the LLM of LLaVA-1.5.
 VICUNA = {
-    "7B": LlamaShape("Vicuna-7B", 4096, 11008, 32, 32, 32, 32000),
-    "13B": LlamaShape("Vicuna-13B", 5120, 13824, 40, 40, 40, 32000),
+    "7B": LlamaShape("Vicuna-7B", hidden=4096, intermediate=11008, layers=32, heads=32, kv_heads=32, vocab=32000),
+    "13B": LlamaShape("Vicuna-13B", hidden=5120, intermediate=13824, layers=40, heads=40, kv_heads=40, vocab=32000),
 }
-WEIGHT_BITS = {"FP16": 16, "INT4": 4}
-ACTIVATION_BYTES = 2  # FP16 activations and KV cache
+NORM_BYTES = 2  # RMSNorm weights stay FP16 whatever the weight bits
+# LLM-Viewer's per-element op counts: RMSNorm "sum sub pow sum div mul add", softmax "max sub exp
+# sum div", SiLU(gate)·up one op for the activation and one for the product.
+NORM_OPS, SOFTMAX_OPS, SWIGLU_OPS = 7, 5, 2
 
 
 @dataclass(frozen=True)
 class Operation:
-    """One operation of one decoder block: its OPs and bytes read/written."""
+    """One operation of one decoder block: its OPs and the bytes it reads and writes."""
 
     name: str
     ops: float
-    weight_bytes: float
-    read_bytes: float
-    write_bytes: float
+    weight_bytes: float = 0.0
+    act_read_bytes: float = 0.0
+    act_write_bytes: float = 0.0
+    kv_read_bytes: float = 0.0
+    kv_write_bytes: float = 0.0
 
     @property
     def memory_bytes(self) -> float:
-        return self.weight_bytes + self.read_bytes + self.write_bytes
+        return self.weight_bytes + self.act_read_bytes + self.act_write_bytes + self.kv_read_bytes + self.kv_write_bytes
 
-    def seconds(self, hardware: Hardware) -> float:
+    @property
+    def intensity(self) -> float:
+        """Arithmetic intensity, OPs per byte moved."""
+        return self.ops / self.memory_bytes
+
+    def seconds(self, peak_ops: float, bandwidth: float) -> float:
         """Roofline time: bound by compute or by memory traffic, whichever is slower."""
-        return max(self.ops / hardware.fp16_ops, self.memory_bytes / hardware.bandwidth)
+        return max(self.ops / peak_ops, self.memory_bytes / bandwidth)
 
 
-def block_operations(shape: LlamaShape, tokens: int, weight_bits: int = 16, batch: int = 1) -> list[Operation]:
-    """The operations of one decoder block for a prefill of ``tokens`` tokens."""
-    s, h, i, a = batch * tokens, shape.hidden, shape.intermediate, ACTIVATION_BYTES
-    head_dim = h // shape.heads
-    kv = shape.kv_heads * head_dim
-    w = weight_bits / 8
-    scores = batch * shape.heads * tokens * tokens  # attention-score elements
+def block_operations(shape: LlamaShape, tokens: int, precision: Precision, batch: int = 1) -> list[Operation]:
+    """The operations of one decoder block for a prefill of ``tokens`` tokens (no FlashAttention).
 
-    def linear(name: str, d_in: int, d_out: int) -> Operation:
-        return Operation(name, 2 * s * d_in * d_out, d_in * d_out * w, s * d_in * a, s * d_out * a)
+    The attention scores ``[batch, heads, tokens, tokens]`` are written, read by the softmax and read
+    back by SV, as LLM-Viewer's unfused attention does.
+    """
+    s, h, i = batch * tokens, shape.hidden, shape.intermediate
+    kv = shape.kv_heads * shape.head_dim
+    w, a, c = precision.weight_bits / 8, precision.activation_bits / 8, precision.kv_bits / 8
+    scores = batch * shape.heads * tokens * tokens
+    attention_ops = 2 * scores * shape.head_dim  # per matmul: every score is a head_dim-long dot product
+
+    def linear(name: str, d_in: int, d_out: int, writes_kv: bool = False) -> Operation:
+        out = s * d_out
+        return Operation(
+            name,
+            ops=2 * s * d_in * d_out,
+            weight_bytes=d_in * d_out * w,
+            act_read_bytes=s * d_in * a,
+            act_write_bytes=0 if writes_kv else out * a,
+            kv_write_bytes=out * c if writes_kv else 0,
+        )
+
+    def norm(name: str) -> Operation:
+        return Operation(name, NORM_OPS * s * h, h * NORM_BYTES, s * h * a, s * h * a)
+
+    def residual_add(name: str) -> Operation:
+        return Operation(name, s * h, act_read_bytes=2 * s * h * a, act_write_bytes=s * h * a)
 
     return [
-        Operation("attn_norm", 4 * s * h, h * a, s * h * a, s * h * a),
+        norm("attn_norm"),
         linear("q_proj", h, h),
-        linear("k_proj", h, kv),  # its output is the K cache
-        linear("v_proj", h, kv),  # its output is the V cache
-        Operation("qk_matmul", 2 * scores * head_dim, 0, s * (h + kv) * a, scores * a),
-        Operation("softmax", 5 * scores, 0, scores * a, scores * a),
-        Operation("sv_matmul", 2 * scores * head_dim, 0, (scores + s * kv) * a, s * h * a),
+        linear("k_proj", h, kv, writes_kv=True),
+        linear("v_proj", h, kv, writes_kv=True),
+        Operation("qk_matmul", attention_ops, act_read_bytes=s * h * a, act_write_bytes=scores * a, kv_read_bytes=s * kv * c),
+        Operation("softmax", SOFTMAX_OPS * scores, act_read_bytes=scores * a, act_write_bytes=scores * a),
+        Operation("sv_matmul", attention_ops, act_read_bytes=scores * a, act_write_bytes=s * h * a, kv_read_bytes=s * kv * c),
         linear("o_proj", h, h),
-        Operation("attn_add", s * h, 0, 2 * s * h * a, s * h * a),
-        Operation("mlp_norm", 4 * s * h, h * a, s * h * a, s * h * a),
+        residual_add("attn_add"),
+        norm("mlp_norm"),
         linear("gate_proj", h, i),
         linear("up_proj", h, i),
-        Operation("mlp_act", 5 * s * i, 0, 2 * s * i * a, s * i * a),
+        Operation("mlp_act", SWIGLU_OPS * s * i, act_read_bytes=2 * s * i * a, act_write_bytes=s * i * a),
         linear("down_proj", i, h),
-        Operation("mlp_add", s * h, 0, 2 * s * h * a, s * h * a),
-    ]
+        residual_add("mlp_add"),
+    ]  # fmt: skip
+
+
+def lm_head_operation(shape: LlamaShape, precision: Precision, batch: int = 1) -> Operation:
+    """The ``lm_head`` on the last position only: a prefill needs just the next token's logits."""
+    w, a = precision.weight_bits / 8, precision.activation_bits / 8
+    return Operation(
+        "lm_head",
+        ops=2 * batch * shape.hidden * shape.vocab,
+        weight_bytes=shape.hidden * shape.vocab * w,
+        act_read_bytes=batch * shape.hidden * a,
+        act_write_bytes=batch * shape.vocab * a,
+    )
 
 
 @dataclass(frozen=True)
 class PrefillCost:
-    """Table 2's columns for one configuration (bytes and seconds)."""
+    """Roofline cost of one prefill, in OPs, bytes and seconds.
 
+    ``memory_traffic_bytes`` is every byte read or written (Table 2's "Total Memory");
+    ``stored_activation_bytes`` the activations written by all blocks (Table 2's "Storing Activation").
+    """
+
+    tokens: int
     ops: float
     memory_traffic_bytes: float
     seconds: float
+    stored_activation_bytes: float
     weight_bytes: float
     kv_cache_bytes: float
-    activation_bytes: float
+    block_activation_bytes: float
 
     @property
-    def total_memory_bytes(self) -> float:
-        return self.weight_bytes + self.kv_cache_bytes + self.activation_bytes
+    def footprint_bytes(self) -> float:
+        """Resident memory: all weights + the KV cache + the activations of one block.
+
+        A block's activations are dead once the next block has read its output, so one block's worth
+        is live at a time (LLM-Viewer's "temporary activation" in its memory consumption).
+        """
+        return self.weight_bytes + self.kv_cache_bytes + self.block_activation_bytes
 
 
 def prefill_cost(
-    shape: LlamaShape, tokens: int, hardware: Hardware, weight_bits: int = 16, batch: int = 1
+    shape: LlamaShape, tokens: int, hardware: Hardware, precision: Precision, batch: int = 1
 ) -> PrefillCost:
-    """Roofline prefill cost of ``tokens`` tokens (visual + text) on ``hardware``."""
-    operations = block_operations(shape, tokens, weight_bits, batch)
-    head = Operation("lm_head", 2 * batch * shape.hidden * shape.vocab, shape.hidden * shape.vocab * weight_bits / 8,
-                     batch * shape.hidden * ACTIVATION_BYTES, batch * shape.vocab * ACTIVATION_BYTES)  # fmt: skip
-    layers = shape.layers
-    head_dim = shape.hidden // shape.heads
+    """Roofline cost of prefilling ``tokens`` tokens (visual + text) per sequence, ``batch`` sequences."""
+    if tokens < 1 or batch < 1:
+        raise ValueError(f"tokens and batch must be positive, got {tokens} and {batch}")
+    block = block_operations(shape, tokens, precision, batch)
+    head = lm_head_operation(shape, precision, batch)
+    peak = hardware.peak_ops(precision)
+    bandwidth, n = hardware.bandwidth, shape.layers
     return PrefillCost(
-        ops=layers * sum(op.ops for op in operations) + head.ops,
-        memory_traffic_bytes=layers * sum(op.memory_bytes for op in operations) + head.memory_bytes,
-        seconds=layers * sum(op.seconds(hardware) for op in operations) + head.seconds(hardware),
-        weight_bytes=shape.parameters * weight_bits / 8,
-        kv_cache_bytes=2 * layers * batch * tokens * shape.kv_heads * head_dim * ACTIVATION_BYTES,
-        activation_bytes=layers * sum(op.write_bytes for op in operations),
+        tokens=tokens,
+        ops=n * sum(op.ops for op in block) + head.ops,
+        memory_traffic_bytes=n * sum(op.memory_bytes for op in block) + head.memory_bytes,
+        seconds=n * sum(op.seconds(peak, bandwidth) for op in block) + head.seconds(peak, bandwidth),
+        stored_activation_bytes=n * sum(op.act_write_bytes for op in block) + head.act_write_bytes,
+        weight_bytes=resident_weight_bytes(shape, precision),
+        kv_cache_bytes=n * sum(op.kv_write_bytes for op in block),
+        block_activation_bytes=sum(op.act_write_bytes for op in block),
     )
 
 
-# Table 2 of the paper (V100; 576 visual tokens vs PruMerge's 40, plus a 40-token prompt):
-# (backbone, quantisation, reduced) -> (FLOPs in TB, prefill ms, total memory GB, storing activation GB)
+def resident_weight_bytes(shape: LlamaShape, precision: Precision) -> float:
+    """All weights in memory: matrices (projections, embedding, ``lm_head``) at the weight bits, norms FP16."""
+    matrices = shape.parameters - shape.norm_parameters
+    return matrices * precision.weight_bits / 8 + shape.norm_parameters * NORM_BYTES
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One row of the paper's Table 2, in its units."""
+
+    flops_tb: float
+    prefill_ms: float
+    total_memory_gb: float
+    activation_gb: float
+
+
+# Table 2 of the paper (V100; stated case: 576 visual tokens, or PruMerge's 40, plus a 40-token prompt).
+# Key: (backbone, quantisation, reduced).
 PAPER_TABLE_2 = {
-    ("7B", "FP16", False): (9.3, 88.6, 23.3, 4.60),
-    ("7B", "FP16", True): (0.91, 15.3, 13.7, 0.28),
-    ("7B", "INT4", False): (2.3, 151.6, 5.9, 1.20),
-    ("7B", "INT4", True): (0.28, 14.9, 3.5, 0.07),
-    ("13B", "FP16", False): (18.2, 170.5, 41.6, 7.30),
-    ("13B", "FP16", True): (1.80, 29.5, 26.6, 0.44),
-    ("13B", "INT4", False): (4.6, 294.9, 10.5, 1.80),
-    ("13B", "INT4", True): (0.45, 29.0, 6.8, 0.11),
+    ("7B", "FP16", False): PaperRow(9.3, 88.6, 23.3, 4.60),
+    ("7B", "FP16", True): PaperRow(0.91, 15.3, 13.7, 0.28),
+    ("7B", "INT4", False): PaperRow(2.3, 151.6, 5.9, 1.20),
+    ("7B", "INT4", True): PaperRow(0.28, 14.9, 3.5, 0.07),
+    ("13B", "FP16", False): PaperRow(18.2, 170.5, 41.6, 7.30),
+    ("13B", "FP16", True): PaperRow(1.80, 29.5, 26.6, 0.44),
+    ("13B", "INT4", False): PaperRow(4.6, 294.9, 10.5, 1.80),
+    ("13B", "INT4", True): PaperRow(0.45, 29.0, 6.8, 0.11),
 }
+PAPER_HARDWARE = "V100"
 
 
-def table_2(hardware: str = "V100", visual_tokens=(576, 40), prompt_tokens: int = 40) -> list[dict]:
-    """Table 2's rows (7B/13B × FP16/INT4 × without/with reduction), with the paper's values."""
+@dataclass(frozen=True)
+class Table2Row:
+    """One row of Table 2's layout: ours, and the paper's where Table 2 has that row."""
+
+    method: str
+    backbone: str
+    quantization: str
+    visual_tokens: int
+    prompt_tokens: int
+    flops_tb: float
+    prefill_ms: float
+    total_memory_gb: float  # memory traffic, as Table 2's "Total Memory" (module docstring)
+    activation_gb: float
+    footprint_gb: float
+    paper: PaperRow | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def table_2(
+    hardware: str = PAPER_HARDWARE,
+    visual_tokens: Sequence[int] = (576, 40),
+    prompt_tokens: int = 40,
+    backbones: Sequence[str] = ("7B", "13B"),
+    quantizations: Sequence[str] = ("FP16", "INT4"),
+    batch: int = 1,
+) -> list[Table2Row]:
+    """Table 2's rows: backbones × quantisations × visual-token counts (the first without reduction).
+
+    The paper's numbers are attached on its hardware when there is one reduced count.
+    """
+    full = visual_tokens[0]
+    with_paper = hardware == PAPER_HARDWARE and len(visual_tokens) == 2
     rows = []
-    full, reduced = visual_tokens
-    for backbone, shape in VICUNA.items():
-        for quantisation, bits in WEIGHT_BITS.items():
-            for is_reduced, visual in ((False, full), (True, reduced)):
-                cost = prefill_cost(shape, visual + prompt_tokens, HARDWARE[hardware], bits)
-                paper = PAPER_TABLE_2.get((backbone, quantisation, is_reduced)) if hardware == "V100" else None
+    for backbone in backbones:
+        shape = VICUNA[backbone]
+        for quantization in quantizations:
+            for visual in visual_tokens:
+                reduced = visual != full
+                cost = prefill_cost(shape, visual + prompt_tokens, HARDWARE[hardware], PRECISIONS[quantization], batch)
                 rows.append(
-                    {
-                        "method": "LLaVA-1.5 w/ PruMerge" if is_reduced else "LLaVA-1.5",
-                        "backbone": shape.name,
-                        "quantisation": quantisation,
-                        "tokens": visual + prompt_tokens,
-                        "flops_tb": cost.ops / 1e12,
-                        "prefill_ms": cost.seconds * 1e3,
-                        "total_memory_gb": cost.total_memory_bytes / 1e9,
-                        "activation_gb": cost.activation_bytes / 1e9,
-                        "memory_traffic_gb": cost.memory_traffic_bytes / 1e9,
-                        "paper": paper,
-                    }
+                    Table2Row(
+                        method="LLaVA-1.5 w/ PruMerge" if reduced else "LLaVA-1.5",
+                        backbone=shape.name,
+                        quantization=quantization,
+                        visual_tokens=visual,
+                        prompt_tokens=prompt_tokens,
+                        flops_tb=cost.ops / 1e12,
+                        prefill_ms=cost.seconds * 1e3,
+                        total_memory_gb=cost.memory_traffic_bytes / 1e9,
+                        activation_gb=cost.stored_activation_bytes / 1e9,
+                        footprint_gb=cost.footprint_bytes / 1e9,
+                        paper=PAPER_TABLE_2.get((backbone, quantization, reduced)) if with_paper else None,
+                    )
                 )
     return rows
