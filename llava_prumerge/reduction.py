@@ -38,10 +38,6 @@ class ReducedTokens:
     scores: torch.Tensor | None = None
     attentive: torch.Tensor | None = None
 
-    def split(self) -> list[torch.Tensor]:
-        """Per-image list of ``[n_i, C]`` tensors."""
-        return [t[:n] for t, n in zip(self.tokens, self.lengths.tolist())]
-
 
 def cls_attention(
     queries: torch.Tensor,
