@@ -199,6 +199,23 @@ class TokenReductionConfig:
         raise TypeError(f"cannot build a TokenReductionConfig from {type(value).__name__}")
 
 
+def spatial_grid_for(budget: int) -> tuple[int, int]:
+    """A ``(rows, cols)`` grid with about ``budget`` cells, for ``spatial`` at an equal budget (Table 4).
+
+    The most square exact factorisation with ``cols <= 2 * rows`` (40 → 5 x 8, 16 → 4 x 4, as the
+    paper's Table 4); when none exists (primes, e.g. 37), the near-square grid whose size is
+    closest to ``budget`` (37 → 6 x 6 = 36). The run's recorded token counts show the exact size.
+    """
+    _check_int("budget", budget, minimum=1)
+    exact = [(r, budget // r) for r in range(1, int(math.isqrt(budget)) + 1) if budget % r == 0]
+    rows, cols = exact[-1]
+    if cols <= 2 * rows:
+        return rows, cols
+    side = max(1, round(math.sqrt(budget)))
+    candidates = [(r, c) for r in (side - 1, side, side + 1) for c in (r, r + 1) if r >= 1]
+    return min(candidates, key=lambda rc: (abs(rc[0] * rc[1] - budget), rc[1] - rc[0]))
+
+
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"TokenReductionConfig.{name}={value!r}: expected an integer >= {minimum}")

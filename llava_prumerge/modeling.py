@@ -296,17 +296,22 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
 
         The images are encoded and reduced once, before prefill. The returned sequences start
         with the caller's own ``input_ids``, so ``out[:, input_ids.shape[1]:]`` are the new
-        tokens exactly as with the stock model.
+        tokens exactly as with the stock model. With ``return_dict_in_generate=True`` the output
+        also carries ``visual_token_counts`` (``[num_images]``, in the order of ``pixel_values``).
         """
         if pixel_values is None:
             return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         features, laid_out = self.encode_and_lay_out(
             input_ids, pixel_values, attention_mask, None, "left", kwargs.pop("vision_feature_layer", None)
         )
+        counts = torch.tensor([len(f) for f in features.pooler_output])
         if laid_out is None:
-            return super().generate(
+            output = super().generate(
                 input_ids=input_ids, attention_mask=attention_mask, mm_encoder_outputs={"image": features}, **kwargs
             )
+            if not isinstance(output, torch.Tensor):
+                output.visual_token_counts = counts
+            return output
         kwargs.pop("position_ids", None)
         output = super().generate(
             input_ids=laid_out.input_ids,
@@ -320,4 +325,5 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
         if isinstance(output, torch.Tensor):
             return restored
         output.sequences = restored
+        output.visual_token_counts = counts
         return output
