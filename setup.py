@@ -26,6 +26,8 @@ EXTRAS = {
     ],
     "eval": [
         "lmms-eval==0.7.3",
+        "accelerate==1.15.0",
+        "datasets==5.2.0",
         "filelock<4.3",
         "wandb==0.25.0",
     ],
@@ -46,4 +48,6 @@ setup(
     packages=find_packages(include=["llava_prumerge", "llava_prumerge.*"]),
     install_requires=CORE,
     extras_require=EXTRAS,
+    # lmms-eval finds `--model llava_prumerge` through this group (lmms-eval >= 0.7: a ModelManifest).
+    entry_points={"lmms_eval.models": ["llava_prumerge = llava_prumerge.lmms_eval_plugin:MANIFEST"]},
 )

@@ -1,0 +1,329 @@
+"""The ``llava_prumerge`` model for lmms-eval (0.7.3): LLaVA-1.5 with token reduction, batched.
+
+Registered through the ``lmms_eval.models`` entry point (see ``setup.py`` and
+:mod:`llava_prumerge.lmms_eval_plugin`), so the stock harness finds it::
+
+    accelerate launch -m lmms_eval --model llava_prumerge \\
+        --model_args pretrained=llava-hf/llava-1.5-7b-hf,reduction=prumerge,batch_size=16 \\
+        --tasks mme --output_path outputs/eval --log_samples
+
+Evaluation protocol (LLaVA-1.5's ``model_vqa_loader.py``, which the released PruMerge code reuses):
+
+- prompt: the ``vicuna_v1`` template, one turn,
+  ``{system} USER: <image>\\n{task prompt} ASSISTANT:``; the task's own pre/post prompt (from
+  lmms-eval's task YAML) is the question text, so lmms-eval's prompt and metric code is what runs;
+- images padded to a square with the image processor's mean colour before the processor
+  (LLaVA-1.5's ``image_aspect_ratio: pad``); ``image_aspect_ratio=crop`` gives the llava-hf
+  processor's resize + centre crop instead;
+- greedy decoding (``temperature 0``, one beam); the task's ``max_new_tokens`` unless the
+  ``max_new_tokens`` model argument overrides it; the task's ``until`` strings cut the answer.
+
+Batches (``batch_size`` > 1) are left-padded and mix images freely: each image keeps its own
+adaptive number of tokens. Answers equal batch size 1 (tested). With ``accelerate launch`` each
+process loads its own copy on ``cuda:{local rank}`` and lmms-eval splits the requests by rank.
+
+Per request the number of visual tokens fed to the language model is recorded
+(``visual_token_records``) and, when ``visual_token_log`` is set, appended to that JSONL file
+(one line per sample: task, doc_id, visual_tokens per image); :mod:`llava_prumerge.results`
+turns it into per-task mean/min/max next to the scores.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from lmms_eval import utils as lmms_utils
+from lmms_eval.api.instance import Instance
+from lmms_eval.api.model import lmms
+from loguru import logger
+from PIL import Image
+from tqdm import tqdm
+
+from .checkpoints import load_finetuned
+from .config import METHODS, TokenReductionConfig, spatial_grid_for
+from .conversation import VICUNA_V1_SYSTEM, generation_prompt
+from .data import expand_to_square
+from .modeling import LlavaPruMergeForConditionalGeneration
+
+IMAGE_TOKEN = "<image>"
+REDUCTION_DIR = Path(__file__).resolve().parent.parent / "configs" / "reduction"
+"""Where named reduction YAMLs live in a source checkout (``reduction=prumerge_budget64``)."""
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_reduction(reduction: str | None, budget: int | None) -> TokenReductionConfig | None:
+    """``reduction`` as a method name, a YAML path, or the name of a YAML in ``configs/reduction/``.
+
+    ``None`` means "not given" (an adapter's saved reduction, else PruMerge). ``budget`` sets
+    :attr:`TokenReductionConfig.budget` on top (exactly that many tokens per image); for
+    ``spatial`` it picks the grid instead (:func:`~llava_prumerge.config.spatial_grid_for`).
+    """
+    if reduction is None:
+        if budget is None:
+            return None
+        values = TokenReductionConfig().to_dict()
+    elif reduction in METHODS:
+        values = {"method": reduction}
+    elif str(reduction).endswith((".yaml", ".yml")) or Path(reduction).is_file():
+        values = TokenReductionConfig.from_yaml(reduction).to_dict()
+    elif (REDUCTION_DIR / f"{reduction}.yaml").is_file():
+        values = TokenReductionConfig.from_yaml(REDUCTION_DIR / f"{reduction}.yaml").to_dict()
+    else:
+        named = sorted(p.stem for p in REDUCTION_DIR.glob("*.yaml")) if REDUCTION_DIR.is_dir() else []
+        raise ValueError(
+            f"llava_prumerge: reduction={reduction!r} is neither a method ({', '.join(METHODS)}), "
+            f"a YAML file, nor a config in {REDUCTION_DIR} ({', '.join(named) or 'none found'})"
+        )
+    if budget is not None:
+        if values["method"] == "spatial":
+            values["grid"], values["budget"] = spatial_grid_for(int(budget)), None
+        else:
+            values["budget"] = int(budget)
+    try:
+        return TokenReductionConfig.from_dict(values)
+    except ValueError as error:
+        raise ValueError(f"llava_prumerge: reduction={reduction!r}, budget={budget!r}: {error}") from error
+
+
+def truncate_at_stops(text: str, until: list[str]) -> str:
+    """Cut ``text`` at the first occurrence of any stop string (lmms-eval's ``until``)."""
+    for stop in until:
+        if stop:
+            text = text.split(stop)[0]
+    return text
+
+
+class LlavaPruMerge(lmms):
+    """lmms-eval model: :class:`LlavaPruMergeForConditionalGeneration` with batched greedy decoding.
+
+    Model arguments (``--model_args k=v,...``; anything else is an error):
+
+    - ``pretrained``: a llava-hf checkpoint (Hub id or local dir); ignored with ``adapter``,
+      whose ``base_model.json`` names the base;
+    - ``adapter``: a LoRA output directory of ``scripts/finetune_lora.sh``; its saved
+      ``token_reduction.json`` is used unless ``reduction``/``budget`` override it. The LoRA
+      weights are merged for inference;
+    - ``reduction``: a method (``none``, ``prumerge``, ``prumerge_plus``, ``aits``, ``sequential``,
+      ``spatial``), a YAML path, or a YAML name in ``configs/reduction/``; default PruMerge;
+    - ``budget``: exactly this many visual tokens per image (the equal-budget comparisons);
+    - ``batch_size``, ``device`` (default ``cuda`` when available), ``dtype`` (``auto`` =
+      float16 on GPU, float32 on CPU; or ``float16``/``bfloat16``/``float32``),
+      ``attn_implementation`` (``sdpa``, ``eager``, ``flash_attention_2``), ``max_new_tokens``
+      (overrides the task's), ``image_aspect_ratio`` (``pad`` as LLaVA-1.5, or ``crop``),
+      ``visual_token_log`` (a JSONL path for the per-sample visual-token counts).
+    """
+
+    is_simple = True
+
+    def __init__(
+        self,
+        pretrained: str = "llava-hf/llava-1.5-7b-hf",
+        adapter: str | None = None,
+        reduction: str | None = None,
+        budget: int | None = None,
+        batch_size: int | str = 1,
+        device: str | None = None,
+        dtype: str = "auto",
+        attn_implementation: str | None = None,
+        max_new_tokens: int | None = None,
+        image_aspect_ratio: str = "pad",
+        visual_token_log: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        super().__init__()
+        if unknown:
+            raise ValueError(
+                f"llava_prumerge: unknown model argument(s) {sorted(unknown)}; accepted: pretrained, adapter, "
+                "reduction, budget, batch_size, device, dtype, attn_implementation, max_new_tokens, "
+                "image_aspect_ratio, visual_token_log"
+            )
+        if image_aspect_ratio not in ("pad", "crop"):
+            raise ValueError(f"llava_prumerge: image_aspect_ratio={image_aspect_ratio!r}: expected 'pad' or 'crop'")
+        from accelerate import Accelerator
+
+        self.accelerator = Accelerator()
+        if device in (None, "", "None"):
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.accelerator.num_processes > 1 and str(device).startswith("cuda"):
+            device = f"cuda:{self.accelerator.local_process_index}"
+        self._device = torch.device(device)
+        if dtype == "auto":
+            torch_dtype = torch.float16 if self._device.type == "cuda" else torch.float32
+        elif dtype in DTYPES:
+            torch_dtype = DTYPES[dtype]
+        else:
+            raise ValueError(f"llava_prumerge: dtype={dtype!r}: expected auto or one of {sorted(DTYPES)}")
+
+        config = resolve_reduction(reduction, None if budget in (None, "", "None") else int(budget))
+        if adapter:
+            model, processor = load_finetuned(
+                adapter, token_reduction=config, dtype=torch_dtype, attn_implementation=attn_implementation, merge=True
+            )
+        else:
+            from transformers import AutoProcessor
+
+            model = LlavaPruMergeForConditionalGeneration.from_pretrained(
+                pretrained,
+                token_reduction=config or TokenReductionConfig(),
+                dtype=torch_dtype,
+                attn_implementation=attn_implementation,
+            )
+            processor = AutoProcessor.from_pretrained(pretrained)
+        self._model = model.to(self._device).eval()
+        self.processor = processor
+        self._tokenizer = processor.tokenizer
+        self._tokenizer.padding_side = "left"
+        self.batch_size_per_gpu = int(batch_size)
+        if self.batch_size_per_gpu < 1:
+            raise ValueError(f"llava_prumerge: batch_size={batch_size!r} must be >= 1")
+        self.max_new_tokens = None if max_new_tokens in (None, "", "None") else int(max_new_tokens)
+        self.image_aspect_ratio = image_aspect_ratio
+        self.pretrained = adapter or pretrained
+        self._rank = self.accelerator.process_index
+        self._world_size = self.accelerator.num_processes
+        self.visual_token_records: list[dict[str, Any]] = []
+        self.visual_token_log = Path(visual_token_log) if visual_token_log else None
+        if self.visual_token_log is not None and self._world_size > 1:
+            self.visual_token_log = self.visual_token_log.with_name(
+                f"{self.visual_token_log.stem}.rank{self._rank}{self.visual_token_log.suffix}"
+            )
+        if self.visual_token_log is not None:
+            # One log per lmms-eval invocation: a re-run into the same folder starts it afresh.
+            self.visual_token_log.parent.mkdir(parents=True, exist_ok=True)
+            self.visual_token_log.write_text("")
+        self._warned_sampling = False
+        logger.info(
+            f"llava_prumerge: {self.pretrained} on {self._device} ({torch_dtype}), "
+            f"reduction {self._model.token_reduction.to_dict()}, batch size {self.batch_size_per_gpu}"
+        )
+
+    # lmms-eval reads these
+    @property
+    def model(self) -> LlavaPruMergeForConditionalGeneration:
+        return self._model
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch_size_per_gpu
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def token_reduction(self) -> TokenReductionConfig:
+        return self._model.token_reduction
+
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        raise NotImplementedError("llava_prumerge evaluates generation tasks only (LLaVA-1.5's benchmarks)")
+
+    def generate_until_multi_round(self, requests) -> list[str]:
+        raise NotImplementedError("llava_prumerge evaluates single-turn generation tasks only")
+
+    # ------------------------------------------------------------------------------------------
+    def _prepare_image(self, image: Image.Image) -> Image.Image:
+        image = image.convert("RGB")
+        if self.image_aspect_ratio == "pad":
+            mean = self.processor.image_processor.image_mean
+            image = expand_to_square(image, tuple(int(round(255 * m)) for m in mean))
+        return image
+
+    def build_prompt(self, context: str, num_images: int) -> str:
+        """LLaVA-1.5's ``vicuna_v1`` prompt; the task's own ``<image>`` placement is kept if present."""
+        if IMAGE_TOKEN in context:
+            return f"{VICUNA_V1_SYSTEM} USER: {context} ASSISTANT:"
+        return generation_prompt(context, num_images=num_images)
+
+    def _generation_settings(self, gen_kwargs: dict[str, Any]) -> tuple[int, list[str]]:
+        until = gen_kwargs.get("until", [])
+        if isinstance(until, str):
+            until = [until]
+        if not isinstance(until, list):
+            raise ValueError(f"gen_kwargs['until'] must be a string or a list, got {type(until).__name__}")
+        if float(gen_kwargs.get("temperature", 0) or 0) > 0 or int(gen_kwargs.get("num_beams", 1) or 1) > 1:
+            if not self._warned_sampling:
+                logger.warning(
+                    "llava_prumerge decodes greedily (LLaVA-1.5's protocol); the task's sampling/beam settings are ignored"
+                )
+                self._warned_sampling = True
+        max_new_tokens = self.max_new_tokens or int(gen_kwargs.get("max_new_tokens", 128))
+        return max_new_tokens, until
+
+    @torch.inference_mode()
+    def generate_batch(self, prompts: list[str], images: list[list[Image.Image]], max_new_tokens: int):
+        """Greedy answers and visual-token counts per prompt (``images[i]`` belongs to ``prompts[i]``)."""
+        flat = [self._prepare_image(image) for row in images for image in row]
+        inputs = self.processor(text=prompts, images=flat or None, return_tensors="pt", padding=True).to(self._device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self._model.dtype)
+        pad_id = (
+            self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else self._tokenizer.eos_token_id
+        )
+        output = self._model.generate(
+            **inputs,
+            do_sample=False,
+            num_beams=1,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad_id,
+            eos_token_id=self._tokenizer.eos_token_id,
+            return_dict_in_generate=True,
+        )
+        new_tokens = output.sequences[:, inputs["input_ids"].shape[1] :]
+        texts = self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        counts = getattr(output, "visual_token_counts", None)
+        counts = [] if counts is None else counts.tolist()
+        per_prompt, start = [], 0
+        for row in images:
+            per_prompt.append(counts[start : start + len(row)])
+            start += len(row)
+        return texts, per_prompt
+
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        """Answer lmms-eval's requests in batches of ``batch_size``, longest prompts first."""
+
+        def sort_key(args):
+            return -len(self._tokenizer.encode(args[0])), args[0]
+
+        ordered = lmms_utils.Collator([request.args for request in requests], sort_key, grouping=True)
+        chunks = ordered.get_batched(n=self.batch_size_per_gpu, batch_fn=None)
+        progress = tqdm(total=len(requests), disable=self.rank != 0, desc="llava_prumerge answering")
+        answers: list[str] = []
+        for chunk in chunks:
+            contexts, all_gen_kwargs, doc_to_visuals, doc_ids, tasks, splits = zip(*chunk)
+            max_new_tokens, until = self._generation_settings(dict(all_gen_kwargs[0]))
+            images = []
+            for doc_to_visual, doc_id, task, split in zip(doc_to_visuals, doc_ids, tasks, splits):
+                visuals = doc_to_visual(self.task_dict[task][split][doc_id]) or []
+                for visual in visuals:
+                    if not isinstance(visual, Image.Image):
+                        raise ValueError(
+                            f"llava_prumerge: task {task} doc {doc_id}: expected PIL images, got {type(visual).__name__}"
+                        )
+                images.append(list(visuals))
+            prompts = [self.build_prompt(context, len(row)) for context, row in zip(contexts, images)]
+            texts, counts = self.generate_batch(prompts, images, max_new_tokens)
+            for text, count, context, gen_kwargs, doc_id, task in zip(
+                texts, counts, contexts, all_gen_kwargs, doc_ids, tasks
+            ):
+                answer = truncate_at_stops(text, until).strip()
+                answers.append(answer)
+                self._record(task, doc_id, count)
+                self.cache_hook.add_partial("generate_until", (context, gen_kwargs), answer)
+            progress.update(len(chunk))
+        progress.close()
+        return ordered.get_original(answers)
+
+    def _record(self, task: str, doc_id: int, counts: list[int]) -> None:
+        record = {"task": task, "doc_id": int(doc_id), "visual_tokens": [int(c) for c in counts]}
+        self.visual_token_records.append(record)
+        if self.visual_token_log is not None:
+            with self.visual_token_log.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
