@@ -1,0 +1,87 @@
+"""lmms-eval output folders → the paper's tables; also the scripts' success check.
+
+    # Table 1 layout, several runs side by side, deltas against a baseline, markdown + CSV (+ wandb)
+    python eval/tables.py table outputs/eval/none outputs/eval/prumerge outputs/eval/prumerge_plus \\
+        --baseline none --markdown outputs/eval/table1.md --csv outputs/eval/table1.csv [--wandb-project P]
+    # label=folder names a run differently from its folder
+    python eval/tables.py table "LLaVA-1.5=outputs/eval/none" "PruMerge=outputs/eval/prumerge"
+    # what scripts/eval/*.sh run after lmms-eval (which exits 0 even when it failed)
+    python eval/tables.py check outputs/eval/prumerge/mme --tasks mme --since 1700000000
+    # PruMerge's mean visual tokens on a benchmark (the equal-budget ablations of Table 4)
+    python eval/tables.py mean-tokens outputs/eval/prumerge --benchmark textvqa
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from llava_prumerge.eval_tasks import BENCHMARKS
+from llava_prumerge.results import build_table, check_run, load_run, log_to_wandb, to_csv, to_markdown
+
+
+def _table(args) -> None:
+    runs = []
+    for spec in args.runs:
+        label, _, folder = spec.rpartition("=") if "=" in spec else (None, "", spec)
+        runs.append(load_run(folder, label or None))
+    titles, rows = build_table(runs, args.baseline)
+    markdown = to_markdown(titles, rows, args.baseline)
+    print(markdown)
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(markdown)
+    if args.csv:
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.csv).write_text(to_csv(rows))
+    if args.wandb_project:
+        log_to_wandb(rows, args.wandb_project, args.wandb_name, args.wandb_dir)
+
+
+def _check(args) -> None:
+    summary = check_run(args.folder, [t for t in args.tasks.split(",") if t], args.since)
+    for task, values in summary.items():
+        tokens = values["visual_tokens"]
+        shown = {k: v for k, v in values["metrics"].items() if isinstance(v, (int, float))}
+        extra = (
+            ""
+            if tokens is None
+            else f"  visual tokens mean {tokens['mean']:.1f} (min {tokens['min']}, max {tokens['max']})"
+        )
+        print(f"{task}: {shown}{extra}")
+
+
+def _mean_tokens(args) -> None:
+    run = load_run(args.folder)
+    stats = run.token_stats(BENCHMARKS[args.benchmark].score_tasks)
+    if stats is None:
+        sys.exit(f"{args.folder}: no visual-token records for {args.benchmark}")
+    print(round(stats["mean"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    table = commands.add_parser("table", help="the paper's Table 1 layout for one or more run folders")
+    table.add_argument("runs", nargs="+", help="run folders, optionally LABEL=FOLDER")
+    table.add_argument("--baseline", help="run label the deltas are taken against")
+    table.add_argument("--markdown", help="write the markdown table here")
+    table.add_argument("--csv", help="write the long-form CSV here")
+    table.add_argument("--wandb-project", help="also log the table to this W&B project")
+    table.add_argument("--wandb-name", help="W&B run name")
+    table.add_argument("--wandb-dir", help="W&B run directory")
+    check = commands.add_parser("check", help="fail unless lmms-eval wrote results for every task")
+    check.add_argument("folder")
+    check.add_argument("--tasks", required=True, help="comma-separated task/group names given to lmms-eval")
+    check.add_argument("--since", type=float, required=True, help="epoch seconds when the run started")
+    mean = commands.add_parser("mean-tokens", help="a run's mean visual tokens on one benchmark, rounded")
+    mean.add_argument("folder")
+    mean.add_argument("--benchmark", required=True, choices=sorted(BENCHMARKS))
+    args = parser.parse_args()
+    try:
+        {"table": _table, "check": _check, "mean-tokens": _mean_tokens}[args.command](args)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        sys.exit(f"eval/tables.py {args.command}: {error}")
+
+
+if __name__ == "__main__":
+    main()

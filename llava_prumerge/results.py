@@ -1,0 +1,262 @@
+"""lmms-eval output folders → the paper's tables (Table 1 layout), with visual-token statistics.
+
+A *run folder* is what one setting produced (e.g. ``outputs/eval/prumerge``): any number of
+lmms-eval ``*_results.json`` files below it (one per benchmark script) and the model's
+``visual_tokens*.jsonl`` logs (:class:`llava_prumerge.lmms_eval_model.LlavaPruMerge`). For each
+task the newest results file and the newest log that contain it are used; ``_local`` task names
+(tiny or user-provided local copies) are reported under the benchmark's task name.
+
+Each benchmark's number is computed as Table 1 reports it (:data:`llava_prumerge.eval_tasks.BENCHMARKS`):
+accuracies in %, POPE's F1 averaged over its three splits, MME's perception score; next to it the
+mean number of visual tokens per sample on that benchmark (Sec. 4.4.1).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .eval_tasks import BENCHMARKS
+
+LOCAL_SUFFIX = "_local"
+RESULTS_FILE = re.compile(r"^\d{8}_\d{6}_results\.json$")
+"""lmms-eval's results file name (``<YYYYmmdd_HHMMSS>_results.json``); tasks' own files differ."""
+
+
+def results_files(folder: Path) -> list[Path]:
+    """lmms-eval results files below ``folder``, oldest first."""
+    paths = [p for p in folder.rglob("*_results.json") if RESULTS_FILE.match(p.name)]
+    return sorted(paths, key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def canonical_task(name: str) -> str:
+    return name[: -len(LOCAL_SUFFIX)] if name.endswith(LOCAL_SUFFIX) else name
+
+
+@dataclass
+class RunResults:
+    """Scores and visual tokens of one run folder."""
+
+    label: str
+    folder: Path
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """task → {metric: value} (lmms-eval's ``"<metric>,none"`` keys, filter suffix dropped)."""
+    samples: dict[str, int] = field(default_factory=dict)
+    """task → number of evaluated samples."""
+    visual_tokens: dict[str, dict[int, int]] = field(default_factory=dict)
+    """task → {doc_id: visual tokens fed to the LLM for that sample (all its images)}."""
+    model_args: dict[str, str] = field(default_factory=dict)
+    """task → the ``--model_args`` string that produced it."""
+
+    def token_stats(self, tasks: tuple[str, ...] | list[str]) -> dict[str, float] | None:
+        counts = [c for t in tasks for c in self.visual_tokens.get(t, {}).values()]
+        if not counts:
+            return None
+        return {"mean": sum(counts) / len(counts), "min": min(counts), "max": max(counts), "samples": len(counts)}
+
+
+def _strip_metrics(values: dict[str, Any]) -> dict[str, Any]:
+    metrics = {}
+    for key, value in values.items():
+        if "," not in key or "_stderr" in key:
+            continue
+        name, filter_name = key.split(",", 1)
+        if filter_name == "none":
+            metrics[name] = value
+    return metrics
+
+
+def load_run(folder: str | Path, label: str | None = None) -> RunResults:
+    """Read every results file and visual-token log below ``folder`` (newest wins per task)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"run folder {folder} does not exist")
+    run = RunResults(label=label or folder.name, folder=folder)
+    result_files = results_files(folder)
+    if not result_files:
+        raise FileNotFoundError(f"{folder}: no lmms-eval *_results.json below it (did the evaluation fail?)")
+    for path in result_files:
+        try:
+            data = json.loads(path.read_text())
+            results = data["results"]
+        except (json.JSONDecodeError, KeyError) as error:
+            raise ValueError(f"{path}: not an lmms-eval results file ({error})") from error
+        model_args = str(data.get("config", {}).get("model_args", ""))
+        for task, values in results.items():
+            name = canonical_task(task)
+            run.metrics[name] = _strip_metrics(values)
+            run.model_args[name] = model_args
+            if task in data.get("n-samples", {}):
+                run.samples[name] = int(data["n-samples"][task].get("effective", 0))
+    for path in sorted(folder.rglob("visual_tokens*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name)):
+        per_task: dict[str, dict[int, int]] = {}
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                task, doc_id, tokens = canonical_task(record["task"]), int(record["doc_id"]), record["visual_tokens"]
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+                raise ValueError(f"{path}:{number}: malformed visual-token record ({error})") from error
+            per_task.setdefault(task, {})[doc_id] = int(sum(tokens))
+        run.visual_tokens.update(per_task)
+    return run
+
+
+@dataclass
+class Cell:
+    """One benchmark of one run: the reported number and the visual tokens behind it."""
+
+    score: float | None
+    tokens: dict[str, float] | None
+
+
+def benchmark_cells(run: RunResults) -> dict[str, Cell]:
+    """Table 1's number for each benchmark the run has (missing tasks → no entry)."""
+    cells = {}
+    for name, benchmark in BENCHMARKS.items():
+        values = [run.metrics.get(t, {}).get(benchmark.metric) for t in benchmark.score_tasks]
+        if all(v is None for v in values):
+            continue
+        numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        score = None
+        if len(numeric) == len(values) and all(math.isfinite(v) for v in numeric):
+            score = sum(numeric) / len(numeric) * benchmark.scale
+        cells[name] = Cell(score=score, tokens=run.token_stats(benchmark.score_tasks))
+    return cells
+
+
+def _fmt(value: float | None, digits: int = 1, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def build_table(runs: list[RunResults], baseline: str | None = None) -> tuple[list[str], list[dict[str, Any]]]:
+    """Long-form rows (one per run × benchmark) with deltas against ``baseline`` (a run label)."""
+    labels = [r.label for r in runs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"run labels must be unique, got {labels}")
+    if baseline is not None and baseline not in labels:
+        raise ValueError(f"baseline {baseline!r} is not one of the runs {labels}")
+    all_cells = {r.label: benchmark_cells(r) for r in runs}
+    present = [b for b in BENCHMARKS if any(b in cells for cells in all_cells.values())]
+    rows = []
+    for run in runs:
+        for name in present:
+            cell = all_cells[run.label].get(name)
+            base = all_cells[baseline].get(name) if baseline else None
+            tokens = cell.tokens if cell else None
+            row = {
+                "run": run.label,
+                "benchmark": BENCHMARKS[name].title,
+                "metric": BENCHMARKS[name].metric,
+                "score": cell.score if cell else None,
+                "visual_tokens_mean": tokens["mean"] if tokens else None,
+                "visual_tokens_min": tokens["min"] if tokens else None,
+                "visual_tokens_max": tokens["max"] if tokens else None,
+                "samples": tokens["samples"] if tokens else None,
+                "delta_score": None,
+                "delta_visual_tokens": None,
+            }
+            if base is not None and cell is not None:
+                if cell.score is not None and base.score is not None:
+                    row["delta_score"] = cell.score - base.score
+                if tokens and base.tokens:
+                    row["delta_visual_tokens"] = tokens["mean"] - base.tokens["mean"]
+            rows.append(row)
+    return [BENCHMARKS[b].title for b in present], rows
+
+
+def to_markdown(titles: list[str], rows: list[dict[str, Any]], baseline: str | None = None) -> str:
+    """Table 1 layout: one line per run, ``score (mean visual tokens)`` per benchmark."""
+    runs = list(dict.fromkeys(r["run"] for r in rows))
+    by_key = {(r["run"], r["benchmark"]): r for r in rows}
+    lines = ["| run | " + " | ".join(titles) + " |", "|---|" + "---:|" * len(titles)]
+    for run in runs:
+        cells = []
+        for title in titles:
+            row = by_key.get((run, title))
+            empty = row is None or (row["score"] is None and row["visual_tokens_mean"] is None)
+            cells.append("–" if empty else f"{_fmt(row['score'])} ({_fmt(row['visual_tokens_mean'])})")
+        lines.append(f"| {run} | " + " | ".join(cells) + " |")
+    if baseline is not None:
+        lines += ["", f"Δ vs {baseline}: score (visual tokens)", "", lines[0], lines[1]]
+        for run in runs:
+            if run == baseline:
+                continue
+            cells = []
+            for title in titles:
+                row = by_key.get((run, title))
+                empty = row is None or (row["delta_score"] is None and row["delta_visual_tokens"] is None)
+                cells.append(
+                    "–"
+                    if empty
+                    else f"{_fmt(row['delta_score'], signed=True)} ({_fmt(row['delta_visual_tokens'], signed=True)})"
+                )
+            lines.append(f"| {run} | " + " | ".join(cells) + " |")
+    notes = [
+        f"- {BENCHMARKS[b].title}: {BENCHMARKS[b].note}"
+        for b in BENCHMARKS
+        if BENCHMARKS[b].title in titles and BENCHMARKS[b].note
+    ]
+    lines += ["", "Cells: score (mean visual tokens per sample)."] + notes
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["run"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def log_to_wandb(
+    rows: list[dict[str, Any]], project: str, name: str | None = None, directory: str | None = None
+) -> None:
+    """Log the long-form table to Weights & Biases (``WANDB_MODE=offline`` works)."""
+    import wandb
+
+    run = wandb.init(
+        project=project,
+        name=name,
+        dir=directory,
+        job_type="eval-table",
+        config={"runs": sorted({r["run"] for r in rows})},
+    )
+    columns = list(rows[0]) if rows else ["run"]
+    run.log({"paper_table": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])})
+    run.finish()
+
+
+def check_run(folder: str | Path, tasks: list[str], since: float) -> dict[str, Any]:
+    """Fail unless a results file written after ``since`` (epoch seconds) has every task.
+
+    lmms-eval exits 0 even when evaluation failed (it logs the error and writes no results), so
+    the scripts call this after each run. Returns the summary written to ``<folder>/summary.json``:
+    the new results' metrics and the visual-token mean/min/max per task.
+    """
+    folder = Path(folder)
+    fresh = [p for p in results_files(folder) if p.stat().st_mtime >= since]
+    if not fresh:
+        raise RuntimeError(f"{folder}: lmms-eval wrote no results file; the evaluation failed (see its log above)")
+    found: dict[str, Any] = {}
+    for path in fresh:
+        found.update(json.loads(path.read_text()).get("results", {}))
+    missing = [t for t in tasks if t not in found]
+    if missing:
+        raise RuntimeError(f"{folder}: no results for {', '.join(missing)}; the evaluation failed for them")
+    run = load_run(folder)
+    summary = {}
+    for task in found:
+        name = canonical_task(task)
+        summary[task] = {"metrics": run.metrics.get(name, {}), "visual_tokens": run.token_stats([name])}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

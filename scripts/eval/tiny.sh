@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The embedded default (README, command 1): evaluate the tiny LoRA-finetuned LLaVA that
+# `bash scripts/finetune_lora.sh configs/train/tiny.yaml` wrote to outputs/tiny-lora on tiny local
+# copies of every benchmark (real photos, the Hub schemas; written to outputs/tiny-benchmarks),
+# through the same scripts/eval/all.sh as the real runs, and print the table. CPU, a few minutes.
+# The tiny model was trained on a dozen captions: its scores are noise, the pipeline is real.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
+fi
+export PYTHON
+export ADAPTER="${ADAPTER:-outputs/tiny-lora}"
+if [ ! -f "$ADAPTER/adapter_config.json" ]; then
+  echo "scripts/eval/tiny.sh: no adapter in $ADAPTER; run 'bash scripts/finetune_lora.sh configs/train/tiny.yaml' first" >&2
+  exit 1
+fi
+"$PYTHON" eval/make_tiny_benchmarks.py outputs/tiny-benchmarks --if-stale
+export LOCAL_DATA="${LOCAL_DATA:-outputs/tiny-benchmarks}" OUTPUT="${OUTPUT:-outputs/eval/tiny}"
+export BATCH_SIZE="${BATCH_SIZE:-4}" MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-8}" DEVICE="${DEVICE:-cpu}"
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+exec bash scripts/eval/all.sh
