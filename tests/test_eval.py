@@ -1,0 +1,304 @@
+"""Evaluation (issue: lmms-eval plugin, benchmark scripts, tables): the real CLI on tiny local data."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from llava_prumerge.config import spatial_grid_for
+from llava_prumerge.data import expand_to_square
+from llava_prumerge.eval_tasks import BENCHMARKS, GROUPS, task_names, write_task_yamls
+from llava_prumerge.results import build_table, check_run, load_run, log_to_wandb, to_csv, to_markdown
+from llava_prumerge.tiny import write_tiny_assets
+from llava_prumerge.tiny_benchmarks import write_tiny_benchmarks
+
+ROOT = Path(__file__).parents[1]
+ENV = {
+    **os.environ,
+    "WANDB_MODE": "offline",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "PYTHON": os.sys.executable,
+}
+TIMEOUT = 1200
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    assets = write_tiny_assets(root / "assets")
+    data = write_tiny_benchmarks(root / "benchmarks")
+    env = {**ENV, "HF_HOME": str(root / "hf-home"), "HF_DATASETS_CACHE": str(root / "hf-datasets")}
+    return {"root": root, "model": assets["llava"], "data": data, "env": env}
+
+
+def run_script(tiny, script: str, output: Path, **settings: str) -> subprocess.CompletedProcess:
+    env = {
+        **tiny["env"],
+        "MODEL": str(tiny["model"]),
+        "LOCAL_DATA": str(tiny["data"]),
+        "OUTPUT": str(output),
+        "BATCH_SIZE": "4",
+        "DEVICE": "cpu",
+        "MAX_NEW_TOKENS": "6",
+        **settings,
+    }
+    return subprocess.run(
+        ["bash", f"scripts/eval/{script}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
+
+
+def samples(folder: Path) -> dict[tuple[str, int], dict]:
+    """(task, doc_id) → the sample record of lmms-eval's ``--log_samples`` files below ``folder``."""
+    found = {}
+    for path in folder.rglob("*_samples_*.jsonl"):
+        task = path.stem.split("_samples_", 1)[1]
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            found[(task.removesuffix("_local"), record["doc_id"])] = record
+    return found
+
+
+@pytest.fixture(scope="module")
+def all_benchmarks(tiny):
+    """``scripts/eval/all.sh`` at batch size 4: every benchmark script through accelerate + lmms-eval."""
+    output = tiny["root"] / "runs" / "prumerge"
+    result = run_script(tiny, "all.sh", output)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return output, result.stdout
+
+
+# ----------------------------------------------------------------------------------------------
+# The plugin's arguments
+# ----------------------------------------------------------------------------------------------
+def test_unknown_model_arguments_are_rejected(tiny):
+    from llava_prumerge.lmms_eval_model import LlavaPruMerge
+
+    with pytest.raises(ValueError, match=r"unknown model argument\(s\) \['temprature'\]"):
+        LlavaPruMerge(pretrained=str(tiny["model"]), temprature=0)
+    with pytest.raises(ValueError, match="reduction='prumerg'"):
+        LlavaPruMerge(pretrained=str(tiny["model"]), reduction="prumerg", device="cpu")
+
+
+def test_reduction_argument_forms():
+    from llava_prumerge.lmms_eval_model import resolve_reduction
+
+    assert resolve_reduction(None, None) is None  # an adapter's own reduction, else PruMerge
+    assert resolve_reduction("prumerge_plus", None).method == "prumerge_plus"
+    assert resolve_reduction("prumerge_budget64", None).budget == 64  # configs/reduction/<name>.yaml
+    assert resolve_reduction(str(ROOT / "configs/reduction/spatial_5x8.yaml"), None).grid == (5, 8)
+    assert resolve_reduction("sequential", 33).budget == 33
+    assert resolve_reduction("spatial", 40).grid == (5, 8)
+    with pytest.raises(ValueError, match="needs a budget"):
+        resolve_reduction("sequential", None)
+
+
+@pytest.mark.parametrize(("budget", "grid"), [(40, (5, 8)), (16, (4, 4)), (35, (5, 7)), (37, (6, 6)), (1, (1, 1))])
+def test_spatial_grid_for_a_budget(budget, grid):
+    assert spatial_grid_for(budget) == grid  # Table 4 uses 5x8 at 40 tokens and 4x4 at 16
+
+
+def test_task_yamls_only_change_the_data_source(tiny, tmp_path):
+    import yaml
+
+    write_task_yamls(tmp_path, tiny["data"])
+    local = yaml.safe_load((tmp_path / "mme_local.yaml").read_text())
+    assert set(local) == {"include", "task", "dataset_path"}
+    assert local["include"].endswith("lmms_eval/tasks/mme/mme.yaml") and Path(local["include"]).is_file()
+    assert local["dataset_path"] == str((tiny["data"] / "MME").resolve())
+    textvqa = yaml.safe_load((tmp_path / "textvqa_val_llava15.yaml").read_text())
+    assert textvqa["lmms_eval_specific_kwargs"]["default"]["ocr"] is True  # LLaVA-1.5's OCR-token prompt
+    assert "dataset_path" not in textvqa  # the Hub task
+    group = yaml.safe_load((tmp_path / "pope_llava15_local.yaml").read_text())
+    assert group["task"] == [t + "_local" for t in GROUPS["pope_llava15"]]
+    assert task_names("pope", local=True) == ["pope_llava15_local"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The real CLI, every benchmark script
+# ----------------------------------------------------------------------------------------------
+def test_every_benchmark_script_writes_its_metrics(all_benchmarks):
+    output, stdout = all_benchmarks
+    run = load_run(output)
+    for name, benchmark in BENCHMARKS.items():
+        assert (output / name / "summary.json").is_file(), name
+        for task in benchmark.score_tasks:
+            assert benchmark.metric in run.metrics[task], (name, task, run.metrics[task])
+    assert 0 <= run.metrics["pope_llava15"]["pope_f1_score"] <= 1
+    assert "mme_cognition_score" in run.metrics["mme"]
+    # the server submissions: VQAv2 test-dev (EvalAI) and MMBench test
+    assert list((output / "vqav2" / "submissions").glob("vqav2-test-submission-*.json"))
+    assert (output / "mmbench" / "submissions" / "mmbench_en_test_results.xlsx").is_file()
+    submission = json.loads(next((output / "vqav2" / "submissions").glob("vqav2-test-submission-*.json")).read_text())
+    assert sorted(entry["question_id"] for entry in submission) == [2000, 2001, 2002, 2003]
+    table = (output / "table.md").read_text()
+    assert table.splitlines()[0] == "| run | VQAv2 | SQA-IMG | TextVQA | POPE | MME | MMBench | GQA |"
+    assert "| prumerge |" in table
+    # the prompts are lmms-eval's own, with LLaVA-1.5's OCR tokens for TextVQA
+    records = samples(output)
+    assert "\nReference OCR token: Text, Image, Processing\n" in records[("textvqa_val_llava15", 0)]["input"]
+    assert records[("scienceqa_img", 0)]["input"].endswith(
+        "Answer with the option's letter from the given choices directly."
+    )
+
+
+def test_batch_size_one_gives_the_same_answers_and_scores(tiny, all_benchmarks):
+    output, _ = all_benchmarks
+    single = tiny["root"] / "runs" / "batch1"
+    tasks = ",".join(t for name in BENCHMARKS for t in task_names(name, local=True))
+    include = write_task_yamls(single / "tasks", tiny["data"])
+    command = [
+        os.sys.executable, "-m", "lmms_eval", "--model", "llava_prumerge",
+        "--model_args", f"pretrained={tiny['model']},device=cpu,max_new_tokens=6,visual_token_log={single}/visual_tokens.jsonl",
+        "--tasks", tasks, "--batch_size", "1", "--include_path", str(include), "--output_path", str(single), "--log_samples",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, env=tiny["env"], capture_output=True, text=True, timeout=TIMEOUT)
+    check_run(single, tasks.split(","), since=0)  # raises if lmms-eval failed
+    batched, one_by_one = samples(output), samples(single)
+    assert batched.keys() == one_by_one.keys() and len(batched) > 40, result.stdout[-2000:]
+    for key, record in batched.items():
+        assert record["filtered_resps"] == one_by_one[key]["filtered_resps"], key
+    assert load_run(output).metrics == load_run(single).metrics
+    assert load_run(output).visual_tokens == load_run(single).visual_tokens
+
+
+def test_recorded_visual_tokens_are_what_the_model_keeps(tiny, all_benchmarks):
+    from datasets import load_dataset
+    from transformers import AutoProcessor
+
+    from llava_prumerge import LlavaPruMergeForConditionalGeneration
+
+    output, stdout = all_benchmarks
+    run = load_run(output)
+    model = LlavaPruMergeForConditionalGeneration.from_pretrained(tiny["model"]).eval()
+    processor = AutoProcessor.from_pretrained(tiny["model"])
+    mean = tuple(int(round(255 * m)) for m in processor.image_processor.image_mean)
+    expected_all = []
+    for split, task in (("adversarial", "pope_adv"), ("popular", "pope_pop"), ("random", "pope_random")):
+        docs = load_dataset(str(tiny["data"] / "POPE"), "Full", split=split)
+        images = [expand_to_square(doc["image"].convert("RGB"), mean) for doc in docs]
+        with torch.no_grad():
+            lengths = model.reduce_image_tokens(
+                processor.image_processor(images, return_tensors="pt").pixel_values
+            ).lengths
+        assert run.visual_tokens[task] == {i: int(n) for i, n in enumerate(lengths)}
+        expected_all += lengths.tolist()
+    assert len(set(expected_all)) > 1  # adaptive: the count follows the image
+    summary = json.loads((output / "pope" / "summary.json").read_text())
+    adv = [n for n in run.visual_tokens["pope_adv"].values()]
+    assert summary["pope_adv_local"]["visual_tokens"] == {
+        "mean": sum(adv) / len(adv), "min": min(adv), "max": max(adv), "samples": len(adv)
+    }  # fmt: skip
+    assert f"visual tokens mean {sum(adv) / len(adv):.1f}" in stdout
+
+
+def test_a_failing_evaluation_fails_the_script(tiny, tmp_path):
+    result = run_script(tiny, "mme.sh", tmp_path / "run", MODEL=str(tmp_path / "no-such-model"))
+    assert result.returncode != 0
+    assert "lmms-eval wrote no results file" in result.stderr
+
+
+def test_ablation_runs_the_baselines_at_prumerges_budget(tiny):
+    output = tiny["root"] / "runs" / "ablation"
+    result = run_script(tiny, "ablation.sh", output, BENCHMARKS="mme")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    prumerge = load_run(output / "prumerge").visual_tokens["mme"].values()
+    budget = round(sum(prumerge) / len(prumerge))
+    assert set(load_run(output / "sequential").visual_tokens["mme"].values()) == {budget}
+    rows, cols = spatial_grid_for(budget)
+    assert set(load_run(output / "spatial").visual_tokens["mme"].values()) == {rows * cols}
+    aits = load_run(output / "aits").visual_tokens["mme"]
+    merged = load_run(output / "prumerge").visual_tokens["mme"]
+    assert {doc: n + 1 for doc, n in aits.items()} == merged  # same selection; PruMerge adds the summary token
+    table4 = (output / "table4.md").read_text()
+    assert "| PruMerge |" in table4 and "| Sequential |" in table4 and "| Spatial |" in table4
+    assert "| AITS+TS |" in (output / "table5.md").read_text()
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables from result folders (hand-computed expectations)
+# ----------------------------------------------------------------------------------------------
+def write_fixture_run(
+    folder: Path, results: dict, tokens: dict[str, list[int]], stamp: str = "20261101_120000"
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    body = {"results": {t: {f"{k},none": v for k, v in m.items()} | {"alias": t} for t, m in results.items()},
+            "config": {"model_args": "pretrained=x"}, "n-samples": {}}  # fmt: skip
+    (folder / f"{stamp}_results.json").write_text(json.dumps(body))
+    with (folder / "visual_tokens.jsonl").open("w") as handle:
+        for task, counts in tokens.items():
+            for doc_id, count in enumerate(counts):
+                handle.write(json.dumps({"task": task, "doc_id": doc_id, "visual_tokens": [count]}) + "\n")
+
+
+def test_table_matches_a_hand_computed_table(tmp_path):
+    write_fixture_run(
+        tmp_path / "base",
+        {
+            "pope_adv_local": {"pope_f1_score": 0.80, "pope_accuracy": 0.5},
+            "pope_pop_local": {"pope_f1_score": 0.90},
+            "pope_random_local": {"pope_f1_score": 0.85},
+            "mme_local": {"mme_perception_score": 1500.5, "mme_cognition_score": 300.0},
+            "scienceqa_img_local": {"exact_match": 0.5},
+        },
+        {"pope_adv_local": [576, 576], "pope_pop_local": [576], "pope_random_local": [576], "mme_local": [576] * 4},
+    )
+    write_fixture_run(
+        tmp_path / "pm",
+        {
+            "pope_adv": {"pope_f1_score": 0.70},
+            "pope_pop": {"pope_f1_score": 0.80},
+            "pope_random": {"pope_f1_score": 0.75},
+            "mme": {"mme_perception_score": 1350.25},
+        },
+        {"pope_adv": [30, 40], "pope_pop": [35], "pope_random": [35], "mme": [40, 41, 39, 44]},
+    )
+    # an older results file in the same run is superseded by the newer one above
+    older = tmp_path / "pm" / "old"
+    write_fixture_run(older, {"mme": {"mme_perception_score": 1.0}}, {"mme": [1]}, stamp="20261001_120000")
+    os.utime(older / "20261001_120000_results.json", (time.time() - 3600, time.time() - 3600))
+    os.utime(older / "visual_tokens.jsonl", (time.time() - 3600, time.time() - 3600))
+
+    runs = [load_run(tmp_path / "base", "LLaVA-1.5"), load_run(tmp_path / "pm", "PruMerge")]
+    titles, rows = build_table(runs, baseline="LLaVA-1.5")
+    assert titles == ["SQA-IMG", "POPE", "MME"]
+    markdown = to_markdown(titles, rows, baseline="LLaVA-1.5")
+    lines = markdown.splitlines()
+    assert lines[0] == "| run | SQA-IMG | POPE | MME |"
+    assert lines[2] == "| LLaVA-1.5 | 50.0 (–) | 85.0 (576.0) | 1500.5 (576.0) |"
+    assert lines[3] == "| PruMerge | – | 75.0 (35.0) | 1350.2 (41.0) |"  # (70+80+75)/3; (40+41+39+44)/4
+    assert "| PruMerge | – | -10.0 (-541.0) | -150.2 (-535.0) |" in lines
+    table = list(csv.DictReader(io.StringIO(to_csv(rows))))
+    pope = next(r for r in table if r["run"] == "PruMerge" and r["benchmark"] == "POPE")
+    assert float(pope["score"]) == pytest.approx(75.0)
+    assert (float(pope["visual_tokens_min"]), float(pope["visual_tokens_max"])) == (30, 40)
+    assert float(pope["delta_score"]) == pytest.approx(-10.0)
+    with pytest.raises(ValueError, match="baseline 'nope'"):
+        build_table(runs, baseline="nope")
+
+
+def test_table_is_logged_to_wandb_offline(tmp_path):
+    write_fixture_run(tmp_path / "pm", {"mme": {"mme_perception_score": 1350.25}}, {"mme": [40, 44]})
+    _, rows = build_table([load_run(tmp_path / "pm")])
+    log_to_wandb(rows, project="llava-prumerge-test", name="table", directory=str(tmp_path))
+    tables = list(tmp_path.glob("wandb/offline-run-*/files/media/table/paper_table_*.table.json"))
+    assert len(tables) == 1
+    logged = json.loads(tables[0].read_text())
+    assert logged["data"][0][:4] == ["pm", "MME", "mme_perception_score", 1350.25]
+
+
+def test_malformed_visual_token_log_is_named(tmp_path):
+    write_fixture_run(tmp_path / "run", {"mme": {"mme_perception_score": 1.0}}, {"mme": [40]})
+    with (tmp_path / "run" / "visual_tokens.jsonl").open("a") as handle:
+        handle.write('{"task": "mme"}\n')
+    with pytest.raises(ValueError, match=r"visual_tokens.jsonl:2: malformed"):
+        load_run(tmp_path / "run")
