@@ -201,6 +201,21 @@ class LlavaPruMerge(lmms):
             f"reduction {self._model.token_reduction.to_dict()}, batch size {self.batch_size_per_gpu}"
         )
 
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> LlavaPruMerge:
+        """As lmms-eval's, except that ``batch_size`` in ``--model_args`` wins over ``--batch_size``.
+
+        lmms-eval always passes ``--batch_size`` (default 1), so the stock classmethod fails with
+        "multiple values for batch_size" when the model arguments name it too.
+        """
+        args = lmms_utils.simple_parse_args_string(arg_string)
+        extra = {k: v for k, v in (additional_config or {}).items() if v is not None}
+        for key in set(args) & set(extra):
+            if str(args[key]) != str(extra[key]):
+                logger.info(f"llava_prumerge: {key}={args[key]} from --model_args overrides --{key} {extra[key]}")
+            extra.pop(key)
+        return cls(**args, **extra)
+
     # lmms-eval reads these
     @property
     def model(self) -> LlavaPruMergeForConditionalGeneration:

@@ -89,6 +89,15 @@ def test_unknown_model_arguments_are_rejected(tiny):
         LlavaPruMerge(pretrained=str(tiny["model"]), reduction="prumerg", device="cpu")
 
 
+def test_batch_size_in_model_args_wins_over_the_flag(tiny):
+    from llava_prumerge.lmms_eval_model import LlavaPruMerge
+
+    model = LlavaPruMerge.create_from_arg_string(
+        f"pretrained={tiny['model']},batch_size=3,device=cpu", {"batch_size": 1, "device": None}
+    )
+    assert model.batch_size == 3 and model.device == torch.device("cpu")
+
+
 def test_reduction_argument_forms():
     from llava_prumerge.lmms_eval_model import resolve_reduction
 
