@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .config import MERGING_METHODS, TokenReductionConfig
 
@@ -167,10 +168,11 @@ def _merge(
     ``is_kept [B, N]`` marks every kept patch. Neighbours of kept token i are the ``knn`` other
     patches (kept or pruned) of highest key cosine similarity; clusters may overlap.
 
-    One ``[B, K + 1, N]`` weight matrix holds, per image, a row per merged token (1 at the centre,
-    ``a_j`` at its neighbours), the summary row (``a_j`` at every pruned patch) at position
-    ``lengths[b]`` and zero rows after it, so a single batched matmul yields the padded output
-    ``[B, K + 1, C]``.
+    Each merged token is a weighted sum of ``knn + 1`` feature rows (1 at the centre, ``a_j`` at
+    its neighbours), computed for the whole batch by one ``embedding_bag`` over the flattened
+    ``[B * N, C]`` features, which never materialises the gathered ``[B, K, knn, C]`` rows; the
+    summary token (``a_j`` over every pruned patch) is one batched matrix-vector product. The
+    output ``[B, K + 1, C]`` holds image ``b``'s summary at row ``lengths[b]`` and zeros after.
     """
     batch, n, width = features.shape
     rows = kept.shape[1]
@@ -184,18 +186,31 @@ def _merge(
     similarity = similarity / (norms.gather(1, kept)[..., None] * norms[:, None, :])
     similarity.scatter_(2, kept[..., None], float("-inf"))  # a token is not its own neighbour
     neighbours = similarity.topk(min(knn, n - 1), dim=2).indices  # [B, K, knn]
-    neighbour_scores = scores.gather(1, neighbours.flatten(1)).view_as(neighbours) * valid[..., None]
+    neighbour_scores = scores.gather(1, neighbours.flatten(1)).view_as(neighbours)
 
-    weights = torch.zeros(batch, rows + 1, n, dtype=torch.float32, device=device)
-    weights[:, :rows].scatter_(2, neighbours, neighbour_scores)
-    centre = valid.float() if merge == "sum" else scores.gather(1, kept) * valid
-    weights[:, :rows].scatter_(2, kept[..., None], centre[..., None])
-    weights[torch.arange(batch, device=device), lengths] = scores.masked_fill(is_kept, 0.0)
+    centre = torch.ones_like(scores[:, :1]).expand(batch, rows) if merge == "sum" else scores.gather(1, kept)
+    members = torch.cat([kept[..., None], neighbours], dim=2)  # [B, K, knn + 1]
+    weights = torch.cat([centre[..., None], neighbour_scores], dim=2).float() * valid[..., None]
+    summary_weights = scores.masked_fill(is_kept, 0.0).float()  # [B, N]
     if merge == "mean":
-        weights = weights / weights.sum(dim=2, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+        tiny = torch.finfo(torch.float32).tiny
+        weights = weights / weights.sum(dim=2, keepdim=True).clamp_min(tiny)
+        summary_weights = summary_weights / summary_weights.sum(dim=1, keepdim=True).clamp_min(tiny)
     elif merge != "sum":
         raise ValueError(f"merge={merge!r}: expected 'sum' or 'mean'")
-    return torch.bmm(weights.to(features.dtype), features)
+
+    offsets = (torch.arange(batch, device=device) * n)[:, None, None]
+    merged = F.embedding_bag(
+        (members + offsets).view(batch * rows, -1),
+        features.reshape(batch * n, width),
+        per_sample_weights=weights.view(batch * rows, -1).to(features.dtype),
+        mode="sum",
+    )
+    output = torch.zeros(batch, rows + 1, width, dtype=features.dtype, device=device)
+    output[:, :rows] = merged.view(batch, rows, width)
+    summary = torch.bmm(summary_weights.to(features.dtype)[:, None, :], features)  # [B, 1, C]
+    output[torch.arange(batch, device=device), lengths] = summary[:, 0]
+    return output
 
 
 def reduce_visual_tokens(
