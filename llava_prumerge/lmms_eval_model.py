@@ -42,7 +42,7 @@ from loguru import logger
 from PIL import Image
 from tqdm import tqdm
 
-from .checkpoints import load_finetuned
+from .checkpoints import TOKEN_REDUCTION_FILE, load_finetuned
 from .config import METHODS, TokenReductionConfig, spatial_grid_for
 from .conversation import VICUNA_V1_SYSTEM, generation_prompt
 from .data import expand_to_square
@@ -55,17 +55,20 @@ REDUCTION_DIR = Path(__file__).resolve().parent.parent / "configs" / "reduction"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def resolve_reduction(reduction: str | None, budget: int | None) -> TokenReductionConfig | None:
+def resolve_reduction(
+    reduction: str | None, budget: int | None, base: TokenReductionConfig | None = None
+) -> TokenReductionConfig | None:
     """``reduction`` as a method name, a YAML path, or the name of a YAML in ``configs/reduction/``.
 
-    ``None`` means "not given" (an adapter's saved reduction, else PruMerge). ``budget`` sets
+    ``None`` means "not given": ``base`` (an adapter's saved reduction), else PruMerge; ``None``
+    is returned when neither argument changes ``base``. ``budget`` sets
     :attr:`TokenReductionConfig.budget` on top (exactly that many tokens per image); for
     ``spatial`` it picks the grid instead (:func:`~llava_prumerge.config.spatial_grid_for`).
     """
     if reduction is None:
         if budget is None:
             return None
-        values = TokenReductionConfig().to_dict()
+        values = (base or TokenReductionConfig()).to_dict()
     elif reduction in METHODS:
         values = {"method": reduction}
     elif str(reduction).endswith((".yaml", ".yml")) or Path(reduction).is_file():
@@ -105,8 +108,8 @@ class LlavaPruMerge(lmms):
     - ``pretrained``: a llava-hf checkpoint (Hub id or local dir); ignored with ``adapter``,
       whose ``base_model.json`` names the base;
     - ``adapter``: a LoRA output directory of ``scripts/finetune_lora.sh``; its saved
-      ``token_reduction.json`` is used unless ``reduction``/``budget`` override it. The LoRA
-      weights are merged for inference;
+      ``token_reduction.json`` is used unless ``reduction`` replaces it (``budget`` alone
+      applies to the saved method). The LoRA weights are merged for inference;
     - ``reduction``: a method (``none``, ``prumerge``, ``prumerge_plus``, ``aits``, ``sequential``,
       ``spatial``), a YAML path, or a YAML name in ``configs/reduction/``; default PruMerge;
     - ``budget``: exactly this many visual tokens per image (the equal-budget comparisons);
@@ -158,7 +161,11 @@ class LlavaPruMerge(lmms):
         else:
             raise ValueError(f"llava_prumerge: dtype={dtype!r}: expected auto or one of {sorted(DTYPES)}")
 
-        config = resolve_reduction(reduction, None if budget in (None, "", "None") else int(budget))
+        budget = None if budget in (None, "", "None") else int(budget)
+        saved = None
+        if adapter and (Path(adapter) / TOKEN_REDUCTION_FILE).is_file():
+            saved = TokenReductionConfig.from_dict(json.loads((Path(adapter) / TOKEN_REDUCTION_FILE).read_text()))
+        config = resolve_reduction(reduction, budget, base=saved)
         if adapter:
             model, processor = load_finetuned(
                 adapter, token_reduction=config, dtype=torch_dtype, attn_implementation=attn_implementation, merge=True

@@ -98,6 +98,30 @@ def test_batch_size_in_model_args_wins_over_the_flag(tiny):
     assert model.batch_size == 3 and model.device == torch.device("cpu")
 
 
+def test_adapter_reduction_is_used_unless_overridden(tiny, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoProcessor
+
+    from llava_prumerge import LlavaPruMergeForConditionalGeneration, TokenReductionConfig
+    from llava_prumerge.checkpoints import BaseModelSpec, write_reload_info
+    from llava_prumerge.lmms_eval_model import LlavaPruMerge
+
+    base = LlavaPruMergeForConditionalGeneration.from_pretrained(tiny["model"])
+    lora = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    AutoProcessor.from_pretrained(tiny["model"]).save_pretrained(tmp_path / "adapter")
+    saved = TokenReductionConfig(method="prumerge_plus")
+    write_reload_info(tmp_path / "adapter", BaseModelSpec(model_name_or_path=str(tiny["model"])), saved)
+
+    evaluated = LlavaPruMerge(adapter=str(tmp_path / "adapter"), device="cpu")
+    assert evaluated.token_reduction == saved
+    assert not any("lora_" in name for name, _ in evaluated.model.named_parameters())  # merged for inference
+    overridden = LlavaPruMerge(adapter=str(tmp_path / "adapter"), reduction="aits", device="cpu")
+    assert overridden.token_reduction.method == "aits"
+    budgeted = LlavaPruMerge(adapter=str(tmp_path / "adapter"), budget=20, device="cpu")
+    assert budgeted.token_reduction == TokenReductionConfig(method="prumerge_plus", budget=20)
+
+
 def test_reduction_argument_forms():
     from llava_prumerge.lmms_eval_model import resolve_reduction
 
