@@ -179,7 +179,9 @@ def _merge(
     device = features.device
     valid = torch.arange(rows, device=device) < lengths[:, None]
     # cosine similarity of each centre's key to every key; dividing the [B, K, N] dot products by the
-    # norms is much cheaper than normalising all [B, N, C] keys first
+    # norms is much cheaper than normalising all [B, N, C] keys first. In float32: raw fp16 dot
+    # products of keys with norms of a few hundred would overflow.
+    keys = keys.float()
     norms = keys.norm(dim=-1).clamp_min(1e-12)
     centre_keys = keys.gather(1, kept[..., None].expand(-1, -1, width))
     similarity = torch.bmm(centre_keys, keys.transpose(1, 2))

@@ -238,6 +238,18 @@ def test_keeps_dtype_and_device():
     assert reduced.tokens.dtype == torch.bfloat16 and reduced.tokens.device == features.device
 
 
+def test_half_precision_keys_with_large_norms_pick_the_float32_neighbours():
+    # fp16 dot products of keys with norms ~400 would overflow (> 65504); the similarity is float32.
+    features, queries, keys = make_batch(batch=2, n=64, width=256)
+    keys = keys / keys.norm(dim=-1, keepdim=True) * 400
+    config = TokenReductionConfig(knn=8)
+    full = reduce_visual_tokens(features, queries, keys, config)
+    half = reduce_visual_tokens(features.half(), queries.half(), keys.half(), config)
+    assert torch.isfinite(half.tokens).all()
+    assert torch.equal(half.lengths, full.lengths) and torch.equal(half.indices, full.indices)
+    torch.testing.assert_close(half.tokens.float(), full.tokens, rtol=2e-2, atol=2e-2)
+
+
 def test_algorithm_module_imports_only_torch():
     source = Path(__file__).parents[1] / "llava_prumerge" / "reduction.py"
     imported = set()
