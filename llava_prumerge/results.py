@@ -94,17 +94,27 @@ def load_run(folder: str | Path, label: str | None = None) -> RunResults:
             run.model_args[name] = model_args
             if task in data.get("n-samples", {}):
                 run.samples[name] = int(data["n-samples"][task].get("effective", 0))
-    for path in sorted(folder.rglob("visual_tokens*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name)):
+    # One benchmark run writes its logs into one folder (one file per process with NUM_GPUS > 1):
+    # the files of a folder are merged, and a newer folder's tasks replace an older one's.
+    logs: dict[Path, list[Path]] = {}
+    for path in folder.rglob("visual_tokens*.jsonl"):
+        logs.setdefault(path.parent, []).append(path)
+    for directory in sorted(logs, key=lambda d: max(p.stat().st_mtime for p in logs[d])):
         per_task: dict[str, dict[int, int]] = {}
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                task, doc_id, tokens = canonical_task(record["task"]), int(record["doc_id"]), record["visual_tokens"]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-                raise ValueError(f"{path}:{number}: malformed visual-token record ({error})") from error
-            per_task.setdefault(task, {})[doc_id] = int(sum(tokens))
+        for path in sorted(logs[directory]):
+            for number, line in enumerate(path.read_text().splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                    task, doc_id, tokens = (
+                        canonical_task(record["task"]),
+                        int(record["doc_id"]),
+                        record["visual_tokens"],
+                    )
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+                    raise ValueError(f"{path}:{number}: malformed visual-token record ({error})") from error
+                per_task.setdefault(task, {})[doc_id] = int(sum(tokens))
         run.visual_tokens.update(per_task)
     return run
 

@@ -329,6 +329,19 @@ def test_table_is_logged_to_wandb_offline(tmp_path):
     assert logged["data"][0][:4] == ["pm", "MME", "mme_perception_score", 1350.25]
 
 
+def test_per_process_token_logs_are_merged(tmp_path):
+    write_fixture_run(tmp_path / "run" / "mme", {"mme": {"mme_perception_score": 1.0}}, {})
+    logs = tmp_path / "run" / "mme"
+    (logs / "visual_tokens.rank0.jsonl").write_text(
+        "".join(json.dumps({"task": "mme", "doc_id": d, "visual_tokens": [10]}) + "\n" for d in (0, 2))
+    )
+    (logs / "visual_tokens.rank1.jsonl").write_text(
+        "".join(json.dumps({"task": "mme", "doc_id": d, "visual_tokens": [50]}) + "\n" for d in (1, 3))
+    )
+    stats = load_run(tmp_path / "run").token_stats(["mme"])
+    assert stats == {"mean": 30.0, "min": 10, "max": 50, "samples": 4}
+
+
 def test_malformed_visual_token_log_is_named(tmp_path):
     write_fixture_run(tmp_path / "run", {"mme": {"mme_perception_score": 1.0}}, {"mme": [40]})
     with (tmp_path / "run" / "visual_tokens.jsonl").open("a") as handle:

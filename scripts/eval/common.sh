@@ -51,6 +51,7 @@ run_benchmark() {
   [ "$NUM_GPUS" -gt 1 ] && launch+=(--multi_gpu)
   local since
   since="$(date +%s)"
+  rm -f "$dir"/visual_tokens*.jsonl  # this run's logs only (one per process), none from an earlier run
   echo "== $benchmark: tasks $tasks -> $dir"
   "${launch[@]}" -m lmms_eval --model llava_prumerge --model_args "$model_args" --tasks "$tasks" \
     --batch_size "$BATCH_SIZE" --include_path "$dir/tasks" --output_path "$dir" --log_samples \
