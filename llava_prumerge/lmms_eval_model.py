@@ -44,11 +44,10 @@ from tqdm import tqdm
 
 from .checkpoints import TOKEN_REDUCTION_FILE, load_finetuned
 from .config import METHODS, TokenReductionConfig, spatial_grid_for
-from .conversation import VICUNA_V1_SYSTEM, generation_prompt
+from .conversation import IMAGE_TOKEN, generation_prompt
 from .data import expand_to_square
 from .modeling import LlavaPruMergeForConditionalGeneration
 
-IMAGE_TOKEN = "<image>"
 REDUCTION_DIR = Path(__file__).resolve().parent.parent / "configs" / "reduction"
 """Where named reduction YAMLs live in a source checkout (``reduction=prumerge_budget64``)."""
 
@@ -260,9 +259,7 @@ class LlavaPruMerge(lmms):
 
     def build_prompt(self, context: str, num_images: int) -> str:
         """LLaVA-1.5's ``vicuna_v1`` prompt; the task's own ``<image>`` placement is kept if present."""
-        if IMAGE_TOKEN in context:
-            return f"{VICUNA_V1_SYSTEM} USER: {context} ASSISTANT:"
-        return generation_prompt(context, num_images=num_images)
+        return generation_prompt(context, num_images=0 if IMAGE_TOKEN in context else num_images)
 
     def _generation_settings(self, gen_kwargs: dict[str, Any]) -> tuple[int, list[str]]:
         until = gen_kwargs.get("until", [])
