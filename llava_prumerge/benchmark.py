@@ -2,8 +2,9 @@
 
 For each preset, method and batch size it measures, after a warm-up, the median over repeats of:
 vision encoding (tower + reduction), the reduction alone and its share of the vision time, the
-language model's prefill alone, time to first token (vision + prefill), decode tokens per second,
-peak accelerator memory, the KV-cache bytes after prefill and the visual tokens per image. It also
+language model's prefill alone, the prefill's matrix products alone (see :func:`matmul_only_prefill`),
+time to first token (vision + prefill), decode tokens per second, peak accelerator memory, the
+KV-cache bytes after prefill and the visual tokens per image. It also
 times :func:`llava_prumerge.reference.released_loop_prumerge` (the released code's per-image,
 per-token loop) against the batched reduction on the same tensors. On CUDA every timing is taken
 with CUDA events after synchronising.
@@ -57,6 +58,7 @@ class Measurement:
     reduction_s: float | None
     reduction_share: float | None
     prefill_s: float
+    matmul_s: float
     ttft_s: float
     decode_tokens_per_s: float | None
     kv_cache_bytes: int
@@ -101,6 +103,34 @@ def prefill_flops(config, sequence_length: int, batch_size: int) -> float:
     return float(batch_size * (layers * per_layer + 2 * d * text.vocab_size))
 
 
+def matmul_only_prefill(model, batch_size: int, sequence_length: int, device: str, dtype: torch.dtype):
+    """A callable that runs only the prefill's weight matrix products: every ``nn.Linear`` of the
+    language model, in module order and with the model's own weights, on a ``[batch, sequence_length,
+    in_features]`` input, then ``lm_head`` on one row per sample (as ``logits_to_keep=1``).
+
+    Its time is what the hardware's matrix-multiply library allows for these shapes, so the ratio of
+    its time at the full and the reduced sequence length is the prefill speedup this device can give
+    (the FLOP ratio assumes the same FLOP/s at every size, which small matrices do not reach on CPUs).
+    """
+    language = model.model.language_model
+    linears = [m for m in language.modules() if isinstance(m, torch.nn.Linear)]
+    generator = torch.Generator().manual_seed(0)
+    inputs = {
+        width: torch.randn(batch_size, sequence_length, width, generator=generator).to(device=device, dtype=dtype)
+        for width in {m.in_features for m in linears}
+    }
+    last = inputs.get(model.lm_head.in_features)
+    last = (last if last is not None else torch.randn(batch_size, 1, model.lm_head.in_features))[:, -1:]
+    last = last.to(device=device, dtype=dtype).contiguous()
+
+    def run():
+        for linear in linears:
+            linear(inputs[linear.in_features])
+        return model.lm_head(last)
+
+    return run
+
+
 def make_timer(device: str) -> Callable[[Callable[[], object], int], float]:
     """``timer(fn, repeats)`` → median seconds, with CUDA events and synchronisation on GPU."""
 
@@ -142,54 +172,94 @@ def measure(
     model: LlavaPruMergeForConditionalGeneration,
     processor,
     preset: str,
-    reduction: TokenReductionConfig,
+    reductions: list[TokenReductionConfig],
     batch_size: int,
     prompt_tokens: int = 40,
     new_tokens: int = 8,
     repeats: int = 3,
     device: str = "cpu",
     dtype: torch.dtype = torch.float32,
-) -> Measurement:
-    """Measure one configuration (see the module docstring)."""
+) -> list[Measurement]:
+    """Measure every reduction at one batch size (see the module docstring); one row each.
+
+    The prefill and its matmuls, whose ratios between methods the FLOP target is about, are timed in
+    interleaved rounds over all methods, so that a slow spell of a shared machine hits every method
+    alike; vision, reduction, first token and decoding are timed per method. On CUDA the peak memory
+    of a row covers its vision encoding and its generation (which includes its prefill).
+    """
     timer = make_timer(device)
-    model.set_token_reduction(reduction)
-    inputs = make_inputs(model, processor, batch_size, prompt_tokens, device, dtype)
-    pixels = inputs["pixel_values"]
+    prepared = []
     with torch.inference_mode():
-        features, laid_out = model.encode_and_lay_out(
-            inputs["input_ids"], pixels, inputs["attention_mask"], None, "left", None
-        )
-        ids = laid_out.input_ids if laid_out is not None else inputs["input_ids"]
-        mask = laid_out.attention_mask if laid_out is not None else inputs["attention_mask"]
+        for reduction in reductions:
+            model.set_token_reduction(reduction)
+            inputs = make_inputs(model, processor, batch_size, prompt_tokens, device, dtype)
+            features, laid_out = model.encode_and_lay_out(
+                inputs["input_ids"], inputs["pixel_values"], inputs["attention_mask"], None, "left", None
+            )
+            ids = laid_out.input_ids if laid_out is not None else inputs["input_ids"]
+            mask = laid_out.attention_mask if laid_out is not None else inputs["attention_mask"]
 
-        def vision():
-            if reduction.method == "none":
-                return model.get_image_features(pixel_values=pixels)
-            return model.reduce_image_tokens(pixels)
+            def prefill(ids=ids, mask=mask, features=features):
+                return model(input_ids=ids, attention_mask=mask, mm_encoder_outputs={"image": features},
+                             use_cache=True, logits_to_keep=1)  # fmt: skip
 
-        def prefill():
-            return model(input_ids=ids, attention_mask=mask, mm_encoder_outputs={"image": features},
-                         use_cache=True, logits_to_keep=1)  # fmt: skip
+            matmuls = matmul_only_prefill(model, int(ids.shape[0]), int(ids.shape[1]), device, dtype)
+            prefill(), matmuls()  # warm-up
+            prepared.append((reduction, inputs, features, ids, prefill, matmuls))
+        rounds = [[(timer(prefill, 1), timer(matmuls, 1)) for *_, prefill, matmuls in prepared] for _ in range(repeats)]
+        rows = []
+        for i, (reduction, inputs, features, ids, _, _) in enumerate(prepared):
+            model.set_token_reduction(reduction)
+            pixels = inputs["pixel_values"]
 
-        def first_token():
-            return model.generate(**inputs, max_new_tokens=1, do_sample=False)
+            def vision(reduction=reduction, pixels=pixels):
+                if reduction.method == "none":
+                    return model.get_image_features(pixel_values=pixels)
+                return model.reduce_image_tokens(pixels)
 
-        def generation():
-            return model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+            def first_token(inputs=inputs):
+                return model.generate(**inputs, max_new_tokens=1, do_sample=False)
 
-        for fn in (vision, prefill, first_token):  # warm-up
-            fn()
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        vision_s = timer(vision, repeats)
-        reduction_s = share = None
-        if reduction.method != "none":
-            reduction_s = _time_reduction_alone(model, pixels, reduction, timer, repeats)
-            share = reduction_s / vision_s
-        prefill_s = timer(prefill, repeats)
-        ttft_s = timer(first_token, repeats)
-        generation_s = timer(generation, repeats)
-        peak = int(torch.cuda.max_memory_allocated()) if device.startswith("cuda") else None
+            def generation(inputs=inputs):
+                return model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+
+            for fn in (vision, first_token):  # warm-up
+                fn()
+            if device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+            vision_s = timer(vision, repeats)
+            reduction_s = share = None
+            if reduction.method != "none":
+                reduction_s = _time_reduction_alone(model, pixels, reduction, timer, repeats)
+                share = reduction_s / vision_s
+            ttft_s = timer(first_token, repeats)
+            generation_s = timer(generation, repeats)
+            peak = int(torch.cuda.max_memory_allocated()) if device.startswith("cuda") else None
+            rows.append(
+                _row(
+                    model,
+                    preset,
+                    reduction,
+                    batch_size,
+                    features,
+                    ids,
+                    dtype,
+                    new_tokens,
+                    vision_s,
+                    reduction_s,
+                    share,
+                    statistics.median(r[i][0] for r in rounds),
+                    statistics.median(r[i][1] for r in rounds),
+                    ttft_s,
+                    generation_s,
+                    peak,
+                )  # fmt: skip
+            )
+    return rows
+
+
+def _row(model, preset, reduction, batch_size, features, ids, dtype, new_tokens, vision_s, reduction_s, share,
+         prefill_s, matmul_s, ttft_s, generation_s, peak) -> Measurement:  # fmt: skip
     counts = [len(f) for f in features.pooler_output]
     text_config = model.config.text_config
     head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // text_config.num_attention_heads
@@ -209,6 +279,7 @@ def measure(
         reduction_s=reduction_s,
         reduction_share=share,
         prefill_s=prefill_s,
+        matmul_s=matmul_s,
         ttft_s=ttft_s,
         decode_tokens_per_s=decode,
         kv_cache_bytes=int(kv_bytes),
@@ -308,20 +379,21 @@ def markdown_table(rows: list[Measurement]) -> str:
     """The measurements as a markdown table, with speedups against ``none`` at the same batch size."""
     lines = [
         "| preset | method | batch | visual tokens | seq len | vision ms | reduction ms (share) | prefill ms "
-        "| prefill speedup / FLOP ratio | TTFT ms | decode tok/s | KV cache MB | peak MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| prefill speedup / FLOP ratio | matmul-only speedup | TTFT ms | decode tok/s | KV cache MB | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     baseline = {(r.preset, r.batch_size): r for r in rows if r.method == "none"}
     for r in rows:
         base = baseline.get((r.preset, r.batch_size))
-        speed = "—"
+        speed = matmuls = "—"
         if base is not None and r is not base:
             speed = f"{base.prefill_s / r.prefill_s:.2f}× / {base.prefill_flops / r.prefill_flops:.2f}×"
+            matmuls = f"{base.matmul_s / r.matmul_s:.2f}×"
         reduction = "—" if r.reduction_s is None else f"{1000 * r.reduction_s:.2f} ({100 * r.reduction_share:.2f}%)"
         peak = "—" if r.peak_memory_bytes is None else f"{r.peak_memory_bytes / 2**20:.0f}"
         lines.append(
             f"| {r.preset} | {r.method} | {r.batch_size} | {r.visual_tokens:.1f} | {r.sequence_length} "
-            f"| {1000 * r.vision_s:.1f} | {reduction} | {1000 * r.prefill_s:.1f} | {speed} | {1000 * r.ttft_s:.1f} "
+            f"| {1000 * r.vision_s:.1f} | {reduction} | {1000 * r.prefill_s:.1f} | {speed} | {matmuls} | {1000 * r.ttft_s:.1f} "
             f"| {'—' if r.decode_tokens_per_s is None else f'{r.decode_tokens_per_s:.1f}'} | {r.kv_cache_bytes / 2**20:.2f} | {peak} |"
         )
     return "\n".join(lines)

@@ -9,8 +9,10 @@ Random weights are fine for timing; with them the adaptive counts mean little, s
 ``--visual-tokens N`` forces N tokens per image for the reducing methods (a budget). Writes
 ``results.json``, ``results.md`` and ``ttft_memory.png`` to ``--output-dir`` and prints the table and
 the target checks: reduction share of the vision time, the batched reduction against the released
-code's per-token loop at batch 16 (CLIP-L/336 shapes), prefill speedup against the FLOP ratio, and
-with ``--clip-batch-sizes 1 16`` the reduced CLIP-L/336 encoding against the stock one.
+code's per-token loop at batch 16 (CLIP-L/336 shapes), prefill speedup against the FLOP ratio and
+against the speedup of the prefill's matrix products alone (timed in the same run: what this device
+allows for these shapes), and with ``--clip-batch-sizes 1 16`` the reduced CLIP-L/336 encoding
+against the stock one.
 """
 
 from __future__ import annotations
@@ -63,12 +65,13 @@ def main() -> None:
     model, processor = build_preset(args.preset, dtype, args.device, args.weights)
     model.set_attn_implementation(args.attn_implementation)
     rows = []
+    reductions = [
+        TokenReductionConfig(method=method, budget=args.visual_tokens if method != "none" else None)
+        for method in args.methods
+    ]
     for batch_size in args.batch_sizes:
-        for method in args.methods:
-            budget = args.visual_tokens if method != "none" else None
-            reduction = TokenReductionConfig(method=method, budget=budget)
-            row = measure(model, processor, args.preset, reduction, batch_size, args.prompt_tokens,
-                          args.new_tokens, args.repeats, args.device, dtype)  # fmt: skip
+        for row in measure(model, processor, args.preset, reductions, batch_size, args.prompt_tokens,
+                           args.new_tokens, args.repeats, args.device, dtype):  # fmt: skip
             rows.append(row)
             print(f"measured {row.method} batch {batch_size}: ttft {1000 * row.ttft_s:.1f} ms", flush=True)
 
@@ -86,17 +89,23 @@ def main() -> None:
     )
     table = markdown_table(rows)
     checks = []
+    clip_l = model.config.vision_config.hidden_size == 1024 and model.config.vision_config.image_size == 336
+    share_target = "(target <= 2%)" if clip_l else "(tower narrower than CLIP-L/336; the 2% target is checked by --clip-batch-sizes)"  # fmt: skip
     for row in rows:
         if row.reduction_share is not None:
             checks.append(f"reduction share of vision time, {row.method} batch {row.batch_size}: "
-                          f"{100 * row.reduction_share:.2f}% (target <= 2%)")  # fmt: skip
+                          f"{100 * row.reduction_share:.2f}% {share_target}")  # fmt: skip
     baseline = {r.batch_size: r for r in rows if r.method == "none"}
     for row in rows:
         base = baseline.get(row.batch_size)
         if base is not None and row is not base:
             speedup, ratio = base.prefill_s / row.prefill_s, base.prefill_flops / row.prefill_flops
+            matmuls = base.matmul_s / row.matmul_s
             checks.append(f"prefill speedup {row.method} batch {row.batch_size}: {speedup:.2f}x of a FLOP ratio "
-                          f"{ratio:.2f}x = {100 * speedup / ratio:.0f}% (target >= 80% on 'small')")  # fmt: skip
+                          f"{ratio:.2f}x = {100 * speedup / ratio:.0f}% (target >= 80% on 'small'); the "
+                          f"prefill's matmuls alone speed up {matmuls:.2f}x on this device "
+                          f"({100 * matmuls / ratio:.0f}% of the FLOP ratio), the prefill reaches "
+                          f"{100 * speedup / matmuls:.0f}% of that")  # fmt: skip
     for row in overhead:
         for name in ("prumerge", "prumerge_plus"):
             checks.append(f"CLIP-L/336 encoding, batch {row['batch_size']}: {name} takes {row[f'{name}_vs_none']:.3f}x "

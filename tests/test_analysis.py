@@ -50,8 +50,9 @@ def test_benchmark_tiny_preset_end_to_end(tmp_path):
     rows = {(r["method"], r["batch_size"]): r for r in results["rows"]}
     assert set(rows) == {(m, b) for m in ("none", "prumerge", "prumerge_plus") for b in (1, 2)}
     for (method, _), row in rows.items():
-        for key in ("vision_s", "prefill_s", "ttft_s", "prefill_flops"):
+        for key in ("vision_s", "prefill_s", "matmul_s", "ttft_s", "prefill_flops"):
             assert row[key] > 0, (method, key)
+        assert row["matmul_s"] < row["prefill_s"], method  # a part of the prefill's work
         assert row["kv_cache_bytes"] > 0 and row["peak_memory_bytes"] is None  # CPU: no accelerator peak
         if method == "none":
             assert row["visual_tokens"] == 144 and row["reduction_s"] is None
