@@ -2,12 +2,13 @@
 
 For each preset, method and batch size it measures, after a warm-up, the median over repeats of:
 vision encoding (tower + reduction), the reduction alone and its share of the vision time, the
-language model's prefill alone, the prefill's matrix products alone (see :func:`matmul_only_prefill`),
-time to first token (vision + prefill), decode tokens per second, peak accelerator memory, the
-KV-cache bytes after prefill and the visual tokens per image. It also
-times :func:`llava_prumerge.reference.released_loop_prumerge` (the released code's per-image,
-per-token loop) against the batched reduction on the same tensors. On CUDA every timing is taken
-with CUDA events after synchronising.
+language model's prefill alone, the prefill's matrix products alone (see
+:func:`matmul_only_prefill`), time to first token (vision + prefill), decode tokens per second, peak
+memory (CUDA's allocator, or the process's peak resident set on CPU), the KV-cache bytes after
+prefill and the visual tokens per image. It also times
+:func:`llava_prumerge.reference.released_loop_prumerge` (the released code's per-image, per-token
+loop) against the batched reduction on the same tensors. On CUDA every timing is taken with CUDA
+events after synchronising.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig
@@ -131,6 +133,33 @@ def matmul_only_prefill(model, batch_size: int, sequence_length: int, device: st
     return run
 
 
+def reset_peak_memory(device: str) -> None:
+    """Start a new peak: CUDA's allocator statistics, or on CPU the process's peak resident set
+    (Linux: writing 5 to ``/proc/self/clear_refs`` resets ``VmHWM`` to the current resident set)."""
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_memory(device: str) -> int | None:
+    """Bytes since :func:`reset_peak_memory`: CUDA's peak allocated memory, or on CPU the process's
+    peak resident set (``VmHWM``; weights, activations, the interpreter and libraries); ``None``
+    where neither is readable."""
+    if device.startswith("cuda"):
+        return int(torch.cuda.max_memory_allocated())
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def make_timer(device: str) -> Callable[[Callable[[], object], int], float]:
     """``timer(fn, repeats)`` → median seconds, with CUDA events and synchronisation on GPU."""
 
@@ -184,8 +213,9 @@ def measure(
 
     The prefill and its matmuls, whose ratios between methods the FLOP target is about, are timed in
     interleaved rounds over all methods, so that a slow spell of a shared machine hits every method
-    alike; vision, reduction, first token and decoding are timed per method. On CUDA the peak memory
-    of a row covers its vision encoding and its generation (which includes its prefill).
+    alike; vision, reduction, first token and decoding are timed per method. The peak memory of a
+    row (see :func:`peak_memory`) covers its vision encoding and its generation (which includes its
+    prefill).
     """
     timer = make_timer(device)
     prepared = []
@@ -225,8 +255,7 @@ def measure(
 
             for fn in (vision, first_token):  # warm-up
                 fn()
-            if device.startswith("cuda"):
-                torch.cuda.reset_peak_memory_stats()
+            reset_peak_memory(device)
             vision_s = timer(vision, repeats)
             reduction_s = share = None
             if reduction.method != "none":
@@ -234,7 +263,7 @@ def measure(
                 share = reduction_s / vision_s
             ttft_s = timer(first_token, repeats)
             generation_s = timer(generation, repeats)
-            peak = int(torch.cuda.max_memory_allocated()) if device.startswith("cuda") else None
+            peak = peak_memory(device)
             rows.append(
                 _row(
                     model,

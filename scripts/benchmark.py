@@ -2,7 +2,8 @@
 
     python scripts/benchmark.py --preset tiny                               # seconds, CPU
     python scripts/benchmark.py --preset small --batch-sizes 1 16           # CPU, realistic proportions
-    python scripts/benchmark.py --preset llava-1.5-7b --device cuda --dtype bfloat16 --visual-tokens 40
+    python scripts/benchmark.py --preset llava-1.5-7b --device cuda --dtype bfloat16 --visual-tokens 40 \
+        --batch-sizes 1 16 --clip-batch-sizes 1 16 --record docs/benchmarks.md   # GPU, a few minutes
     python scripts/benchmark.py --preset llava-1.5-7b --device cuda --dtype bfloat16 --weights llava-hf/llava-1.5-7b-hf
 
 Random weights are fine for timing; with them the adaptive counts mean little, so
@@ -12,14 +13,16 @@ the target checks: reduction share of the vision time, the batched reduction aga
 code's per-token loop at batch 16 (CLIP-L/336 shapes), prefill speedup against the FLOP ratio and
 against the speedup of the prefill's matrix products alone (timed in the same run: what this device
 allows for these shapes), and with ``--clip-batch-sizes 1 16`` the reduced CLIP-L/336 encoding
-against the stock one.
+against the stock one. ``--record FILE`` appends the run (date, command, device) to a markdown record.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import platform
+import sys
 from pathlib import Path
 
 import torch
@@ -59,6 +62,12 @@ def main() -> None:
         help="also time the reduction's overhead on the full CLIP-L/336 tower at these batch sizes",
     )
     parser.add_argument("--output-dir", default="outputs/benchmark")
+    parser.add_argument(
+        "--record",
+        default=None,
+        metavar="MARKDOWN",
+        help="also append this run (date, command, device, table, checks) to this file, e.g. docs/benchmarks.md",
+    )
     args = parser.parse_args()
 
     dtype = getattr(torch, args.dtype)
@@ -123,6 +132,23 @@ def main() -> None:
     plot(rows, output / "ttft_memory.png")
     print(report)
     print(f"wrote {output}/results.json, results.md, ttft_memory.png")
+    if args.record:
+        record(Path(args.record), device_name, report)
+        print(f"appended the run to {args.record}")
+
+
+def record(path: Path, device_name: str, report: str) -> None:
+    """Append one run to a markdown record (created with a title if missing)."""
+    command = " ".join(["python scripts/benchmark.py", *sys.argv[1:]])
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            "# Measured benchmarks\n\nRuns of `scripts/benchmark.py` recorded with `--record`; "
+            "see the README's speed section for how to read them.\n"
+        )
+    with path.open("a") as handle:
+        handle.write(f"\n## {when}: {device_name}\n\n```bash\n{command}\n```\n\n{report}")
 
 
 if __name__ == "__main__":
