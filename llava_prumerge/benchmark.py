@@ -237,8 +237,10 @@ def measure(
             prefill(), matmuls()  # warm-up
             prepared.append((reduction, inputs, features, ids, prefill, matmuls))
         rounds = [[(timer(prefill, 1), timer(matmuls, 1)) for *_, prefill, matmuls in prepared] for _ in range(repeats)]
+        del prefill, matmuls
+        prepared = [entry[:4] for entry in prepared]  # free the probes' inputs before measuring memory
         rows = []
-        for i, (reduction, inputs, features, ids, _, _) in enumerate(prepared):
+        for i, (reduction, inputs, features, ids) in enumerate(prepared):
             model.set_token_reduction(reduction)
             pixels = inputs["pixel_values"]
 
