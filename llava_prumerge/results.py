@@ -72,6 +72,35 @@ def _strip_metrics(values: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
+def read_token_logs(folder: str | Path) -> dict[str, dict[int, list[int]]]:
+    """task → {doc_id: visual tokens of each of the sample's images}, from the plugin's
+    ``visual_tokens*.jsonl`` logs below ``folder``.
+
+    One benchmark run writes its logs into one folder (one file per process with NUM_GPUS > 1): the
+    files of a folder are merged, and a newer folder's tasks replace an older one's. A malformed
+    line is an error naming the file and line.
+    """
+    logs: dict[Path, list[Path]] = {}
+    for path in Path(folder).rglob("visual_tokens*.jsonl"):
+        logs.setdefault(path.parent, []).append(path)
+    tokens: dict[str, dict[int, list[int]]] = {}
+    for directory in sorted(logs, key=lambda d: max(p.stat().st_mtime for p in logs[d])):
+        per_task: dict[str, dict[int, list[int]]] = {}
+        for path in sorted(logs[directory]):
+            for number, line in enumerate(path.read_text().splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                    task, doc_id = canonical_task(record["task"]), int(record["doc_id"])
+                    images = [int(count) for count in record["visual_tokens"]]
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+                    raise ValueError(f"{path}:{number}: malformed visual-token record ({error})") from error
+                per_task.setdefault(task, {})[doc_id] = images
+        tokens.update(per_task)
+    return tokens
+
+
 def load_run(folder: str | Path, label: str | None = None) -> RunResults:
     """Read every results file and visual-token log below ``folder`` (newest wins per task)."""
     folder = Path(folder)
@@ -94,28 +123,8 @@ def load_run(folder: str | Path, label: str | None = None) -> RunResults:
             run.model_args[name] = model_args
             if task in data.get("n-samples", {}):
                 run.samples[name] = int(data["n-samples"][task].get("effective", 0))
-    # One benchmark run writes its logs into one folder (one file per process with NUM_GPUS > 1):
-    # the files of a folder are merged, and a newer folder's tasks replace an older one's.
-    logs: dict[Path, list[Path]] = {}
-    for path in folder.rglob("visual_tokens*.jsonl"):
-        logs.setdefault(path.parent, []).append(path)
-    for directory in sorted(logs, key=lambda d: max(p.stat().st_mtime for p in logs[d])):
-        per_task: dict[str, dict[int, int]] = {}
-        for path in sorted(logs[directory]):
-            for number, line in enumerate(path.read_text().splitlines(), start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                    task, doc_id, tokens = (
-                        canonical_task(record["task"]),
-                        int(record["doc_id"]),
-                        record["visual_tokens"],
-                    )
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-                    raise ValueError(f"{path}:{number}: malformed visual-token record ({error})") from error
-                per_task.setdefault(task, {})[doc_id] = int(sum(tokens))
-        run.visual_tokens.update(per_task)
+    for task, docs in read_token_logs(folder).items():
+        run.visual_tokens[task] = {doc_id: sum(images) for doc_id, images in docs.items()}
     return run
 
 

@@ -4,12 +4,14 @@
     python scripts/visualize.py image --image my.jpg --model llava-hf/llava-1.5-7b-hf --output fig.png
     python scripts/visualize.py histogram --data-path outputs/tiny-assets/data/tiny_instruct.json \\
         --image-folder outputs/tiny-assets/data/images --output outputs/figures/hist.png
-    python scripts/visualize.py histogram --counts results/samples.jsonl --output hist.png
+    python scripts/visualize.py histogram --counts outputs/eval/tiny/mme --output hist.png   # an evaluation run
+    python scripts/visualize.py histogram --counts samples.jsonl --output hist.png
 
 ``image`` writes one PNG with three panels: PruMerge's kept patches, PruMerge+'s (spatial samples
 in blue), and the CLS attention on a log scale with the IQR fence. ``histogram`` reduces every image
-of a LLaVA-format dataset (or reads ``visual_tokens`` from an evaluation's JSON/JSONL records)
-and plots the kept tokens per image. ``--model tiny`` (default) is the random-weight tiny LLaVA.
+of a LLaVA-format dataset (or reads the kept tokens of an evaluation run: its output folder's
+``visual_tokens*.jsonl`` logs, or JSON/JSONL records with ``visual_tokens``) and plots the kept
+tokens per image. ``--model tiny`` (default) is the random-weight tiny LLaVA.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from PIL import Image
 
 from llava_prumerge import LlavaPruMergeForConditionalGeneration, TokenReductionConfig
 from llava_prumerge.data import expand_to_square, image_paths, load_samples, open_image
+from llava_prumerge.results import canonical_task, read_token_logs
 from llava_prumerge.tiny import build_tiny_model, build_tiny_processor, demo_images
 from llava_prumerge.visualize import kept_patch_overlay, plot_cls_attention, plot_kept_token_histogram
 
@@ -99,21 +102,42 @@ def count_dataset(args) -> list[int]:
     return counts
 
 
-def read_counts(path: str) -> list[int]:
-    text = Path(path).read_text()
-    records = (
-        [json.loads(line) for line in text.splitlines() if line.strip()]
-        if path.endswith(".jsonl")
-        else json.loads(text)
-    )
-    counts = [int(record["visual_tokens"]) for record in records if "visual_tokens" in record]
+def read_counts(path: str, tasks: list[str] | None = None) -> list[int]:
+    """Kept tokens per image from an evaluation: its output folder (the plugin's
+    ``visual_tokens*.jsonl`` logs, merged as the tables merge them) or a JSON list / JSONL file of
+    records whose ``visual_tokens`` is an int or a per-image list. ``tasks`` keeps those tasks only."""
+    wanted = {canonical_task(t) for t in tasks} if tasks else None
+    source = Path(path)
+    if source.is_dir():
+        logs = read_token_logs(source)
+        counts = [c for task, docs in logs.items() if not wanted or task in wanted for images in docs.values() for c in images]  # fmt: skip
+        if not counts:
+            found = f" (tasks there: {', '.join(sorted(logs))})" if logs else ""
+            raise ValueError(f"{path}: no visual_tokens*.jsonl records{' for ' + ', '.join(tasks) if tasks else ''}{found}")  # fmt: skip
+        return counts
+    text = source.read_text()
+    try:
+        records = [json.loads(line) for line in text.splitlines() if line.strip()] if path.endswith(".jsonl") else json.loads(text)  # fmt: skip
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not JSON/JSONL ({error})") from error
+    counts = []
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict) or "visual_tokens" not in record:
+            continue
+        if wanted and canonical_task(str(record.get("task", ""))) not in wanted:
+            continue
+        value = record["visual_tokens"]
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+            raise ValueError(f"{path}: record {number}: 'visual_tokens' must be a count or a list of counts, got {value!r}")  # fmt: skip
+        counts += values
     if not counts:
-        raise ValueError(f"{path}: no record has a 'visual_tokens' field")
+        raise ValueError(f"{path}: no record has a 'visual_tokens' field{' for ' + ', '.join(tasks) if tasks else ''}")
     return counts
 
 
 def draw_histogram(args) -> None:
-    counts = read_counts(args.counts) if args.counts else count_dataset(args)
+    counts = read_counts(args.counts, args.tasks) if args.counts else count_dataset(args)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     plot_kept_token_histogram(counts, args.output)
     print(f"wrote {args.output}: {len(counts)} images, mean {sum(counts) / len(counts):.1f} tokens")
@@ -130,7 +154,12 @@ def main() -> None:
     image.add_argument("--cell", type=int, default=14, help="pixels per patch in the drawing")
     image.add_argument("--output", required=True)
     histogram = commands.add_parser("histogram", help="kept tokens per image")
-    histogram.add_argument("--counts", help="evaluation records (JSON list or JSONL) with 'visual_tokens'")
+    histogram.add_argument(
+        "--counts",
+        help="an evaluation's output folder (its visual_tokens*.jsonl logs) or a JSON list / JSONL of records "
+        "with 'visual_tokens' (a count or a per-image list)",
+    )
+    histogram.add_argument("--tasks", nargs="+", help="with --counts: these tasks only (e.g. mme pope_llava15)")
     histogram.add_argument("--data-path", help="a LLaVA-format dataset (reduces each of its images)")
     histogram.add_argument("--image-folder", default="")
     histogram.add_argument("--model", default="tiny")

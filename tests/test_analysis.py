@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 
@@ -115,6 +117,23 @@ def test_histograms_from_records_and_from_a_dataset(tmp_path):
     records.write_text("\n".join(json.dumps({"doc_id": i, "visual_tokens": 10 + i % 7}) for i in range(30)))
     out = run_script("scripts/visualize.py", "histogram", "--counts", str(records), "--output", str(tmp_path / "a.png"))
     assert "30 images, mean 12.8 tokens" in out
+    # an evaluation run folder: the plugin's per-process logs, per-image lists (one sample has two images)
+    run = tmp_path / "run" / "mme"
+    run.mkdir(parents=True)
+    (run / "visual_tokens.jsonl").write_text(
+        json.dumps({"task": "mme_local", "doc_id": 0, "visual_tokens": [10]}) + "\n"
+        + json.dumps({"task": "mme_local", "doc_id": 1, "visual_tokens": [20, 30]}) + "\n"
+    )  # fmt: skip
+    (run / "visual_tokens_rank1.jsonl").write_text(json.dumps({"task": "pope_adv", "doc_id": 0, "visual_tokens": [60]}))
+    out = run_script(
+        "scripts/visualize.py", "histogram", "--counts", str(tmp_path / "run"), "--output", str(tmp_path / "c.png")
+    )
+    assert "4 images, mean 30.0 tokens" in out
+    out = run_script(
+        "scripts/visualize.py", "histogram", "--counts", str(tmp_path / "run"), "--tasks", "mme",
+        "--output", str(tmp_path / "d.png"),
+    )  # fmt: skip
+    assert "3 images, mean 20.0 tokens" in out
     from llava_prumerge.tiny import write_tiny_dataset
 
     data = write_tiny_dataset(tmp_path / "data")
@@ -123,6 +142,24 @@ def test_histograms_from_records_and_from_a_dataset(tmp_path):
         "--output", str(tmp_path / "b.png"),
     )  # fmt: skip
     assert "18 images" in out
-    for name in ("a.png", "b.png"):
+    for name in ("a.png", "b.png", "c.png", "d.png"):
         with Image.open(tmp_path / name) as figure:
             assert figure.size == (600, 320)
+
+
+def test_histogram_counts_reject_bad_records(tmp_path):
+    spec = importlib.util.spec_from_file_location("visualize_script", ROOT / "scripts" / "visualize.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"visual_tokens": [3]}) + "\n" + json.dumps({"visual_tokens": "many"}) + "\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl: record 2: 'visual_tokens' must be a count"):
+        script.read_counts(str(bad))
+    empty = tmp_path / "run"
+    empty.mkdir()
+    (empty / "visual_tokens.jsonl").write_text(json.dumps({"task": "mme", "doc_id": 0, "visual_tokens": [3]}))
+    with pytest.raises(ValueError, match=r"no visual_tokens\*.jsonl records for pope \(tasks there: mme\)"):
+        script.read_counts(str(empty), ["pope"])
+    (empty / "visual_tokens.jsonl").write_text('{"task": "mme", "doc_id": 0, "visual_tokens": 3}')
+    with pytest.raises(ValueError, match=r"visual_tokens.jsonl:1: malformed visual-token record"):
+        script.read_counts(str(empty))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from llava_prumerge.config import spatial_grid_for
 from llava_prumerge.data import expand_to_square
@@ -176,6 +177,11 @@ def test_every_benchmark_script_writes_its_metrics(all_benchmarks):
     table = (output / "table.md").read_text()
     assert table.splitlines()[0] == "| run | VQAv2 | SQA-IMG | TextVQA | POPE | MME | MMBench | GQA |"
     assert "| prumerge |" in table
+    # the histogram of kept tokens per image over the run's logs (every benchmark, one image a sample)
+    images = sum(len(docs) for docs in run.visual_tokens.values())
+    assert f"kept_tokens.png: {images} images" in stdout and images > 40
+    with Image.open(output / "kept_tokens.png") as figure:
+        assert figure.size == (600, 320)
     # the prompts are lmms-eval's own, with LLaVA-1.5's OCR tokens for TextVQA
     records = samples(output)
     assert "\nReference OCR token: Text, Image, Processing\n" in records[("textvqa_val_llava15", 0)]["input"]
