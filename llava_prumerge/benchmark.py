@@ -85,8 +85,13 @@ def build_preset(preset: str, dtype: torch.dtype, device: str, weights: str | No
         text = LlamaConfig(**spec["text"], num_key_value_heads=spec["text"]["num_attention_heads"], vocab_size=32064)
         config = LlavaConfig(vision_config=vision.to_dict(), text_config=text.to_dict(), image_token_id=32000)
         torch.manual_seed(0)
-        with torch.device(device):
-            model = LlavaPruMergeForConditionalGeneration(config)
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)  # built in the target dtype: 13B in fp32 first would not fit an 80 GB GPU
+        try:
+            with torch.device(device):
+                model = LlavaPruMergeForConditionalGeneration(config)
+        finally:
+            torch.set_default_dtype(default)
         sharpen_cls_attention(model, 4.0)  # a peaked CLS attention, as a trained CLIP's
     model = model.to(device=device, dtype=dtype).eval()
     size = vision.image_size
