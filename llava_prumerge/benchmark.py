@@ -1,7 +1,7 @@
 """Measured cost of LLaVA-1.5 with and without visual-token reduction (``scripts/benchmark.py``).
 
 For each preset, method and batch size it measures, after a warm-up, the median over repeats of:
-vision encoding (tower + reduction), the reduction alone and its share of the vision time, the
+vision encoding (tower, reduction if any, projector: the image features the LLM receives), the reduction alone and its share of the vision time, the
 language model's prefill alone, the prefill's matrix products alone (see
 :func:`matmul_only_prefill`), time to first token (vision + prefill), decode tokens per second, peak
 memory (CUDA's allocator, or the process's peak resident set on CPU), the KV-cache bytes after
@@ -249,10 +249,8 @@ def measure(
             model.set_token_reduction(reduction)
             pixels = inputs["pixel_values"]
 
-            def vision(reduction=reduction, pixels=pixels):
-                if reduction.method == "none":
-                    return model.get_image_features(pixel_values=pixels)
-                return model.reduce_image_tokens(pixels)
+            def vision(pixels=pixels):  # the same stages for every method: tower, reduction if any, projector
+                return model.get_image_features(pixel_values=pixels)
 
             def first_token(inputs=inputs):
                 return model.generate(**inputs, max_new_tokens=1, do_sample=False)

@@ -73,7 +73,7 @@ def plot_cls_attention(scores: torch.Tensor, fence: float, path: str | Path, tit
     outliers = values > fence
     figure, axis = plt.subplots(figsize=(6, 3.2), dpi=100)
     positions = torch.arange(len(values))
-    axis.scatter(positions[~outliers], values[~outliers], s=4, color="0.5", label="pruned")
+    axis.scatter(positions[~outliers], values[~outliers], s=4, color="0.5", label="below the fence")
     axis.scatter(positions[outliers], values[outliers], s=8, color="#e61919", label=f"outliers ({int(outliers.sum())})")
     axis.axhline(fence, color="k", linestyle="--", linewidth=1, label="IQR fence Q3 + 1.5·IQR")
     axis.set_yscale("log")

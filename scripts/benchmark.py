@@ -69,6 +69,14 @@ def main() -> None:
         help="also append this run (date, command, device, table, checks) to this file, e.g. docs/benchmarks.md",
     )
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if args.new_tokens < 2:
+        parser.error("--new-tokens must be at least 2 (the decode rate is the time of tokens 2..N)")
+    if args.weights and args.preset in ("tiny", "small"):
+        parser.error(f"--weights needs a true-shape preset (llava-1.5-7b or llava-1.5-13b), not {args.preset!r}")
+    if any(b < 1 for b in args.batch_sizes + args.clip_batch_sizes) or args.loop_batch < 0:
+        parser.error("batch sizes must be positive (--loop-batch 0 skips the loop comparison)")
 
     dtype = getattr(torch, args.dtype)
     model, processor = build_preset(args.preset, dtype, args.device, args.weights)

@@ -7,8 +7,9 @@
     python scripts/visualize.py histogram --counts outputs/eval/tiny/mme --output hist.png   # an evaluation run
     python scripts/visualize.py histogram --counts samples.jsonl --output hist.png
 
-``image`` writes one PNG with three panels: PruMerge's kept patches, PruMerge+'s (spatial samples
-in blue), and the CLS attention on a log scale with the IQR fence. ``histogram`` reduces every image
+``image`` pads the image to a square with the mean colour (as LLaVA-1.5 trains and evaluates) and
+writes one PNG with three panels: PruMerge's kept patches, PruMerge+'s (spatial samples in blue),
+and the CLS attention on a log scale with the IQR fence. ``histogram`` reduces every image
 of a LLaVA-format dataset (or reads the kept tokens of an evaluation run: its output folder's
 ``visual_tokens*.jsonl`` logs, or JSON/JSONL records with ``visual_tokens``) and plots the kept
 tokens per image. ``--model tiny`` (default) is the random-weight tiny LLaVA.
@@ -49,6 +50,8 @@ def draw_image(args) -> None:
 
     image = Image.open(args.image).convert("RGB") if args.image else demo_images((args.photo,))[0]
     model, processor = load(args.model, TokenReductionConfig(method="prumerge"))
+    # padded to a square with the mean colour, as LLaVA-1.5 trains and evaluates (image_aspect_ratio=pad)
+    image = expand_to_square(image, tuple(int(255 * m) for m in processor.image_processor.image_mean))
     pixels = processor.image_processor([image], return_tensors="pt")["pixel_values"]
     vision = model.config.vision_config
     grid = vision.image_size // vision.patch_size
@@ -61,7 +64,7 @@ def draw_image(args) -> None:
             kept = kept[kept >= 0].tolist()
             attentive = int(features.attentive_counts[0])
             overlay = kept_patch_overlay(image, kept[:attentive], kept[attentive:], grid=grid, cell=args.cell)
-            panels.append((method, overlay, int(features.visual_token_counts[0])))
+            panels.append((method, overlay, int(features.visual_token_counts[0]), len(kept)))
     scores = features.cls_attention[0]
     q1, q3 = torch.quantile(scores, torch.tensor([0.25, 0.75]))
     fence = float(q3 + model.token_reduction.iqr_scale * (q3 - q1))
@@ -71,16 +74,17 @@ def draw_image(args) -> None:
     plot_cls_attention(scores, fence, attention_png)
 
     figure, axes = plt.subplots(1, 3, figsize=(13.5, 5), dpi=100)
-    for axis, (method, overlay, count) in zip(axes[:2], panels):
+    for axis, (method, overlay, count, patches) in zip(axes[:2], panels):
         axis.imshow(overlay)
-        axis.set_title(f"{method}: {count} of {grid * grid} tokens")
+        extra = f" + {count - patches} summary" if count > patches else ""
+        axis.set_title(f"{method}: {count} tokens\n{patches} of {grid * grid} patches{extra}")
         axis.axis("off")
     axes[2].imshow(Image.open(attention_png))
     axes[2].axis("off")
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.96))
     figure.savefig(output)
     plt.close(figure)
-    for method, overlay, _ in panels:
+    for method, overlay, *_ in panels:
         overlay.save(output.with_name(f"{output.stem}_{method}.png"))
     print(f"wrote {output} (+ {attention_png.name}, per-method overlays)")
 

@@ -56,8 +56,8 @@ def test_benchmark_tiny_preset_end_to_end(tmp_path):
             assert row[key] > 0, (method, key)
         assert row["matmul_s"] < row["prefill_s"], method  # a part of the prefill's work
         assert row["kv_cache_bytes"] > 0
-        if Path("/proc/self/status").exists():  # CPU: the process's peak resident set, weights included
-            assert row["peak_memory_bytes"] > sum(p.numel() * 4 for p in build_tiny_model().parameters())
+        if Path("/proc/self/status").exists():  # CPU: the process's peak resident set (torch alone is >100 MB)
+            assert 100 * 2**20 < row["peak_memory_bytes"] < 16 * 2**30
         if method == "none":
             assert row["visual_tokens"] == 144 and row["reduction_s"] is None
         else:
@@ -163,3 +163,16 @@ def test_histogram_counts_reject_bad_records(tmp_path):
     (empty / "visual_tokens.jsonl").write_text('{"task": "mme", "doc_id": 0, "visual_tokens": 3}')
     with pytest.raises(ValueError, match=r"visual_tokens.jsonl:1: malformed visual-token record"):
         script.read_counts(str(empty))
+
+
+def test_benchmark_rejects_bad_options():
+    for options, message in (
+        (["--repeats", "0"], "--repeats must be at least 1"),
+        (["--new-tokens", "1"], "--new-tokens must be at least 2"),
+        (["--weights", "llava-hf/llava-1.5-7b-hf"], "--weights needs a true-shape preset"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "scripts/benchmark.py", "--preset", "tiny", *options],
+            cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 2 and message in result.stderr, (options, result.stderr[-500:])
