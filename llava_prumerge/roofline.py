@@ -27,8 +27,10 @@ cache + the activations of one block), which is what a reader usually means by "
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -117,18 +119,38 @@ class LlamaShape:
 
     @classmethod
     def from_config(cls, config: Mapping, name: str = "llm") -> LlamaShape:
-        """Build from a ``config.json`` dict of a Llama model, or of LLaVA (its ``text_config``)."""
-        config = config.get("text_config", config)
-        heads = config["num_attention_heads"]
+        """Build from a ``config.json`` dict of a Llama model, or of LLaVA (its ``text_config``).
+
+        Fields a file leaves out take transformers' defaults, as ``from_pretrained`` would: the
+        ``llava-hf/llava-1.5-7b-hf`` config lists only a few ``text_config`` fields and relies on
+        ``LlamaConfig``'s defaults (the 7B shapes) for the rest.
+        """
+        from transformers import LlamaConfig, LlavaConfig
+
+        if "text_config" in config or config.get("model_type") == "llava":
+            text = LlavaConfig(**dict(config)).text_config
+        else:
+            text = LlamaConfig(**dict(config))
         return cls(
             name=name,
-            hidden=config["hidden_size"],
-            intermediate=config["intermediate_size"],
-            layers=config["num_hidden_layers"],
-            heads=heads,
-            kv_heads=config.get("num_key_value_heads", heads),
-            vocab=config["vocab_size"],
+            hidden=text.hidden_size,
+            intermediate=text.intermediate_size,
+            layers=text.num_hidden_layers,
+            heads=text.num_attention_heads,
+            kv_heads=text.num_key_value_heads or text.num_attention_heads,
+            vocab=text.vocab_size,
         )
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> LlamaShape:
+        """From a ``config.json`` or a checkpoint directory holding one (named after the directory)."""
+        path = Path(path)
+        file = path / "config.json" if path.is_dir() else path
+        try:
+            config = json.loads(file.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{file}: not a readable config.json ({error})") from error
+        return cls.from_config(config, name=(path if path.is_dir() else file.parent).name or file.stem)
 
 
 # lmsys/vicuna-{7b,13b}-v1.5 config.json (Llama-2 shapes), the LLM of LLaVA-1.5.
@@ -306,6 +328,7 @@ PAPER_TABLE_2 = {
     ("13B", "INT4", True): PaperRow(0.45, 29.0, 6.8, 0.11),
 }
 PAPER_HARDWARE = "V100"
+PAPER_TOKEN_CASES = ((576, 40), (660, 30))  # stated; what the numbers correspond to (docs/roofline.md)
 
 
 @dataclass(frozen=True)
@@ -332,19 +355,25 @@ def table_2(
     hardware: str = PAPER_HARDWARE,
     visual_tokens: Sequence[int] = (576, 40),
     prompt_tokens: int = 40,
-    backbones: Sequence[str] = ("7B", "13B"),
+    backbones: Sequence[str | LlamaShape] = ("7B", "13B"),
     quantizations: Sequence[str] = ("FP16", "INT4"),
     batch: int = 1,
 ) -> list[Table2Row]:
     """Table 2's rows: backbones × quantisations × visual-token counts (the first without reduction).
 
-    The paper's numbers are attached on its hardware when there is one reduced count.
+    The paper's numbers are attached only where they are comparable: its hardware, batch 1, a
+    40-token prompt and the counts it states (576, 40) or the ones its numbers correspond to
+    (660, 30; see docs/roofline.md).
     """
     full = visual_tokens[0]
-    with_paper = hardware == PAPER_HARDWARE and len(visual_tokens) == 2
+    if any(visual >= full for visual in visual_tokens[1:]):
+        raise ValueError(f"visual_tokens {list(visual_tokens)}: the first count is the unreduced one, so it must be the largest")  # fmt: skip
+    with_paper = (
+        hardware == PAPER_HARDWARE and batch == 1 and prompt_tokens == 40 and tuple(visual_tokens) in PAPER_TOKEN_CASES
+    )
     rows = []
     for backbone in backbones:
-        shape = VICUNA[backbone]
+        shape = backbone if isinstance(backbone, LlamaShape) else VICUNA[backbone]
         for quantization in quantizations:
             for visual in visual_tokens:
                 reduced = visual != full
@@ -361,7 +390,9 @@ def table_2(
                         total_memory_gb=cost.memory_traffic_bytes / 1e9,
                         activation_gb=cost.stored_activation_bytes / 1e9,
                         footprint_gb=cost.footprint_bytes / 1e9,
-                        paper=PAPER_TABLE_2.get((backbone, quantization, reduced)) if with_paper else None,
+                        paper=PAPER_TABLE_2.get((backbone, quantization, reduced))
+                        if with_paper and isinstance(backbone, str)
+                        else None,
                     )
                 )
     return rows

@@ -4,16 +4,18 @@
     python scripts/roofline.py --visual-tokens 660 30 --prompt-tokens 40   # the lengths Table 2 used
     python scripts/roofline.py --hardware H100 --visual-tokens 576 144 32 --quantization FP16 INT4 W4A16
     python scripts/roofline.py --json
+    python scripts/roofline.py --config path/to/llava-1.5-7b-hf      # the LLM of any checkpoint's config.json
 
 Computed from the Vicuna-7B/13B shapes alone with LLM-Viewer's roofline method
 (llava_prumerge/roofline.py; docs/roofline.md explains every number that differs from Table 2).
-On V100 with two visual-token counts each cell also shows the paper's number and ours / paper.
+On V100, at batch 1 with a 40-token prompt and the counts 576 40 (stated) or 660 30 (what Table 2's
+numbers correspond to), each cell also shows the paper's number and ours / paper.
 """
 
 import argparse
 import json
 
-from llava_prumerge.roofline import HARDWARE, PRECISIONS, VICUNA, Table2Row, table_2
+from llava_prumerge.roofline import HARDWARE, PRECISIONS, VICUNA, LlamaShape, Table2Row, table_2
 
 COLUMNS = (  # (header, Table2Row field); "Total Memory" is memory traffic, as in Table 2
     ("FLOPs (TB)", "flops_tb"),
@@ -66,11 +68,24 @@ def main() -> None:
         help="bit widths: FP16; INT4 = 4-bit weights, activations and KV cache (Table 2, LLM-Viewer); "
         "W4A16 = 4-bit weights only; INT8 = W8A8",
     )
+    parser.add_argument(
+        "--config",
+        nargs="+",
+        metavar="PATH",
+        help="instead of --backbone: the LLM of these config.json files or checkpoint directories "
+        "(LLaVA's text_config or a Llama config; missing fields take transformers' defaults)",
+    )
     parser.add_argument("--batch", type=int, default=1, help="sequences per prefill")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")
     args = parser.parse_args()
 
-    rows = table_2(args.hardware, args.visual_tokens, args.prompt_tokens, args.backbone, args.quantization, args.batch)
+    if args.batch < 1 or args.prompt_tokens < 0 or min(args.visual_tokens) < 0:
+        parser.error("--batch must be positive and token counts non-negative")
+    try:
+        backbones = [LlamaShape.from_file(path) for path in args.config] if args.config else args.backbone
+        rows = table_2(args.hardware, args.visual_tokens, args.prompt_tokens, backbones, args.quantization, args.batch)
+    except ValueError as error:
+        parser.error(str(error))
     if args.json:
         print(json.dumps([row.as_dict() for row in rows], indent=2))
         return

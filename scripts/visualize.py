@@ -1,7 +1,8 @@
 """Draw what PruMerge keeps (paper Fig. 1b, 3a) and how many tokens images keep.
 
     python scripts/visualize.py image --photo chelsea --output outputs/figures/chelsea.png
-    python scripts/visualize.py image --image my.jpg --model llava-hf/llava-1.5-7b-hf --output fig.png
+    python scripts/visualize.py image --image my.jpg --model llava-hf/llava-1.5-7b-hf --device cuda --dtype float16 \\
+        --output fig.png
     python scripts/visualize.py histogram --data-path outputs/tiny-assets/data/tiny_instruct.json \\
         --image-folder outputs/tiny-assets/data/images --output outputs/figures/hist.png
     python scripts/visualize.py histogram --counts outputs/eval/tiny/mme --output hist.png   # an evaluation run
@@ -32,14 +33,16 @@ from llava_prumerge.tiny import build_tiny_model, build_tiny_processor, demo_ima
 from llava_prumerge.visualize import kept_patch_overlay, plot_cls_attention, plot_kept_token_histogram
 
 
-def load(model_name: str, reduction: TokenReductionConfig):
+def load(model_name: str, reduction: TokenReductionConfig, device: str = "cpu", dtype: str = "float32"):
     if model_name == "tiny":
         processor = build_tiny_processor()
-        return build_tiny_model(reduction, tokenizer=processor.tokenizer), processor
+        return build_tiny_model(reduction, tokenizer=processor.tokenizer).to(device), processor
     from transformers import AutoProcessor
 
-    model = LlavaPruMergeForConditionalGeneration.from_pretrained(model_name, token_reduction=reduction)
-    return model.eval(), AutoProcessor.from_pretrained(model_name)
+    model = LlavaPruMergeForConditionalGeneration.from_pretrained(
+        model_name, token_reduction=reduction, dtype=getattr(torch, dtype)
+    )
+    return model.to(device).eval(), AutoProcessor.from_pretrained(model_name)
 
 
 def draw_image(args) -> None:
@@ -49,10 +52,11 @@ def draw_image(args) -> None:
     import matplotlib.pyplot as plt
 
     image = Image.open(args.image).convert("RGB") if args.image else demo_images((args.photo,))[0]
-    model, processor = load(args.model, TokenReductionConfig(method="prumerge"))
+    model, processor = load(args.model, TokenReductionConfig(method="prumerge"), args.device, args.dtype)
     # padded to a square with the mean colour, as LLaVA-1.5 trains and evaluates (image_aspect_ratio=pad)
     image = expand_to_square(image, tuple(int(255 * m) for m in processor.image_processor.image_mean))
     pixels = processor.image_processor([image], return_tensors="pt")["pixel_values"]
+    pixels = pixels.to(args.device, next(model.parameters()).dtype)
     vision = model.config.vision_config
     grid = vision.image_size // vision.patch_size
     panels = []
@@ -65,7 +69,7 @@ def draw_image(args) -> None:
             attentive = int(features.attentive_counts[0])
             overlay = kept_patch_overlay(image, kept[:attentive], kept[attentive:], grid=grid, cell=args.cell)
             panels.append((method, overlay, int(features.visual_token_counts[0]), len(kept)))
-    scores = features.cls_attention[0]
+    scores = features.cls_attention[0].float().cpu()
     q1, q3 = torch.quantile(scores, torch.tensor([0.25, 0.75]))
     fence = float(q3 + model.token_reduction.iqr_scale * (q3 - q1))
     output = Path(args.output)
@@ -93,15 +97,19 @@ def count_dataset(args) -> list[int]:
     from tqdm import tqdm
 
     reduction = TokenReductionConfig.coerce(args.reduction)
-    model, processor = load(args.model, reduction)
+    model, processor = load(args.model, reduction, args.device, args.dtype)
     folder = Path(args.image_folder or Path(args.data_path).parent)
     paths = sorted({p for sample in load_samples(args.data_path) for p in image_paths(sample)})
+    if not paths:
+        raise SystemExit(f"{args.data_path}: no sample has an image")
+    paths = paths[: args.limit] if args.limit else paths
+    dtype = next(model.parameters()).dtype
     mean = tuple(int(255 * m) for m in processor.image_processor.image_mean)
     counts = []
     with torch.no_grad():
         for start in tqdm(range(0, len(paths), args.batch_size), desc="reducing", unit="batch"):
             images = [expand_to_square(open_image(folder / p), mean) for p in paths[start : start + args.batch_size]]
-            pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+            pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"].to(args.device, dtype)
             counts += model.get_image_features(pixel_values=pixels).visual_token_counts.tolist()
     return counts
 
@@ -124,6 +132,7 @@ def read_counts(path: str, tasks: list[str] | None = None) -> list[int]:
         records = [json.loads(line) for line in text.splitlines() if line.strip()] if path.endswith(".jsonl") else json.loads(text)  # fmt: skip
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not JSON/JSONL ({error})") from error
+    records = [records] if isinstance(records, dict) else records  # one record on its own
     counts = []
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict) or "visual_tokens" not in record:
@@ -156,6 +165,8 @@ def main() -> None:
     source.add_argument("--photo", default="chelsea", help="a scikit-image photo name")
     image.add_argument("--model", default="tiny", help="'tiny' or a LLaVA-1.5 HF id / dir")
     image.add_argument("--cell", type=int, default=14, help="pixels per patch in the drawing")
+    image.add_argument("--device", default="cpu", help="e.g. cuda")
+    image.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     image.add_argument("--output", required=True)
     histogram = commands.add_parser("histogram", help="kept tokens per image")
     histogram.add_argument(
@@ -169,10 +180,18 @@ def main() -> None:
     histogram.add_argument("--model", default="tiny")
     histogram.add_argument("--reduction", default="prumerge", help="method name or configs/reduction/*.yaml")
     histogram.add_argument("--batch-size", type=int, default=8)
+    histogram.add_argument("--limit", type=int, default=None, help="with --data-path: the first N images only")
+    histogram.add_argument("--device", default="cpu", help="with --data-path: e.g. cuda")
+    histogram.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     histogram.add_argument("--output", required=True)
     args = parser.parse_args()
-    if args.command == "histogram" and not (args.counts or args.data_path):
-        parser.error("histogram needs --counts or --data-path")
+    if args.command == "histogram":
+        if bool(args.counts) == bool(args.data_path):
+            parser.error("histogram needs exactly one of --counts (an evaluation) or --data-path (a dataset)")
+        if args.tasks and not args.counts:
+            parser.error("--tasks selects tasks of an evaluation's --counts; a --data-path dataset has none")
+        if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+            parser.error("--batch-size and --limit must be positive")
     draw_image(args) if args.command == "image" else draw_histogram(args)
 
 

@@ -160,6 +160,9 @@ def test_histogram_counts_reject_bad_records(tmp_path):
     (empty / "visual_tokens.jsonl").write_text(json.dumps({"task": "mme", "doc_id": 0, "visual_tokens": [3]}))
     with pytest.raises(ValueError, match=r"no visual_tokens\*.jsonl records for pope \(tasks there: mme\)"):
         script.read_counts(str(empty), ["pope"])
+    single = tmp_path / "one.json"
+    single.write_text(json.dumps({"visual_tokens": [3, 4]}))  # one record on its own, two images
+    assert script.read_counts(str(single)) == [3, 4]
     (empty / "visual_tokens.jsonl").write_text('{"task": "mme", "doc_id": 0, "visual_tokens": 3}')
     with pytest.raises(ValueError, match=r"visual_tokens.jsonl:1: malformed visual-token record"):
         script.read_counts(str(empty))
@@ -176,3 +179,20 @@ def test_benchmark_rejects_bad_options():
             cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=300,
         )  # fmt: skip
         assert result.returncode == 2 and message in result.stderr, (options, result.stderr[-500:])
+
+
+def test_histogram_cli_errors_name_the_problem(tmp_path):
+    text_only = tmp_path / "text_only.json"
+    text_only.write_text(json.dumps([{"id": "t1", "conversations": [
+        {"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}]))  # fmt: skip
+    for options, message in (
+        (["--data-path", str(text_only)], "text_only.json: no sample has an image"),
+        (["--data-path", str(text_only), "--tasks", "mme"], "--tasks selects tasks of an evaluation"),
+        (["--data-path", str(text_only), "--counts", str(tmp_path)], "exactly one of --counts"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "scripts/visualize.py", "histogram", *options, "--output", str(tmp_path / "h.png")],
+            cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=300,
+        )  # fmt: skip
+        assert result.returncode != 0 and message in result.stderr, (options, result.stderr[-800:])
+        assert not (tmp_path / "h.png").exists()

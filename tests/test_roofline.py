@@ -114,6 +114,30 @@ def test_vicuna_shapes_and_config_parsing():
     assert LlamaShape.from_config({"text_config": text_config}, name="Vicuna-7B") == VICUNA["7B"]
 
 
+def test_a_llava_hf_style_config_leaves_fields_to_transformers_defaults(tmp_path):
+    # as llava-hf/llava-1.5-7b-hf's config.json: text_config names only a few fields (7B shapes are LlamaConfig's defaults)
+    config = {
+        "architectures": ["LlavaForConditionalGeneration"], "model_type": "llava", "image_token_index": 32000,
+        "text_config": {"_name_or_path": "lmsys/vicuna-7b-v1.5", "max_position_embeddings": 4096,
+                        "model_type": "llama", "rms_norm_eps": 1e-05, "vocab_size": 32064},
+        "vision_config": {"hidden_size": 1024, "image_size": 336, "intermediate_size": 4096,
+                          "model_type": "clip_vision_model", "num_attention_heads": 16, "num_hidden_layers": 24,
+                          "patch_size": 14, "projection_dim": 768},
+    }  # fmt: skip
+    checkpoint = tmp_path / "llava-1.5-7b-hf"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    shape = LlamaShape.from_file(checkpoint)
+    assert shape.name == "llava-1.5-7b-hf"
+    assert (shape.hidden, shape.intermediate, shape.layers, shape.heads, shape.kv_heads) == (4096, 11008, 32, 32, 32)
+    assert shape.vocab == 32064
+    rows = table_2(backbones=[shape], quantizations=["FP16"])
+    assert [row.backbone for row in rows] == ["llava-1.5-7b-hf"] * 2 and all(row.paper is None for row in rows)
+    (checkpoint / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"config.json: not a readable config.json"):
+        LlamaShape.from_file(checkpoint)
+
+
 def test_stated_case_flops_are_two_ops_per_parameter_per_token():
     """576 + 40 tokens on 7B FP16: projections 2·6.48 G·616 = 7.98 T, attention 0.2 T; Table 2 says 9.3."""
     cost = prefill_cost(VICUNA["7B"], 576 + 40, HARDWARE["V100"], FP16)
@@ -147,6 +171,13 @@ def test_table_2_rows_and_paper_column():
     ]
     assert rows[1].method == "LLaVA-1.5 w/ PruMerge" and rows[1].paper == PAPER_TABLE_2[("7B", "FP16", True)]
     assert all(row.paper is None for row in table_2("H100"))
+    # only comparable cases get the paper's numbers
+    assert all(row.paper for row in table_2(visual_tokens=(660, 30)))
+    assert all(row.paper is None for row in table_2(batch=16))
+    assert all(row.paper is None for row in table_2(prompt_tokens=2000))
+    assert all(row.paper is None for row in table_2(visual_tokens=(576, 144)))
+    with pytest.raises(ValueError, match="the first count is the unreduced one"):
+        table_2(visual_tokens=(40, 576))
     three = table_2("V100", visual_tokens=(576, 144, 32), quantizations=("W4A16",))
     assert len(three) == 6 and all(row.paper is None for row in three)
 
