@@ -1,11 +1,11 @@
 """Measured cost of LLaVA-1.5 with and without visual-token reduction (``scripts/benchmark.py``).
 
 For each preset, method and batch size it measures, after a warm-up, the median over repeats of:
-vision encoding (tower, reduction if any, projector: the image features the LLM receives), the reduction alone and its share of the vision time, the
-language model's prefill alone, the prefill's matrix products alone (see
-:func:`matmul_only_prefill`), time to first token (vision + prefill), decode tokens per second, peak
-memory (CUDA's allocator, or the process's peak resident set on CPU), the KV-cache bytes after
-prefill and the visual tokens per image. It also times
+vision encoding (tower, reduction if any, projector: the image features the LLM receives), the
+reduction alone and its share of the vision time, the language model's prefill alone, the prefill's
+matrix products alone (see :func:`matmul_only_prefill`), time to first token (vision + prefill),
+decode tokens per second, peak memory (CUDA's allocator, or the process's peak resident set on CPU),
+the KV-cache bytes after prefill and the visual tokens per image. It also times
 :func:`llava_prumerge.reference.released_loop_prumerge` (the released code's per-image, per-token
 loop) against the batched reduction on the same tensors. On CUDA every timing is taken with CUDA
 events after synchronising.
@@ -126,9 +126,7 @@ def matmul_only_prefill(model, batch_size: int, sequence_length: int, device: st
         width: torch.randn(batch_size, sequence_length, width, generator=generator).to(device=device, dtype=dtype)
         for width in {m.in_features for m in linears}
     }
-    last = inputs.get(model.lm_head.in_features)
-    last = (last if last is not None else torch.randn(batch_size, 1, model.lm_head.in_features))[:, -1:]
-    last = last.to(device=device, dtype=dtype).contiguous()
+    last = torch.randn(batch_size, 1, model.lm_head.in_features, generator=generator).to(device=device, dtype=dtype)
 
     def run():
         for linear in linears:

@@ -67,6 +67,13 @@ def expand_to_square(image: Image.Image, background: tuple[int, int, int]) -> Im
     return canvas
 
 
+def pad_colour(image_processor) -> tuple[int, int, int]:
+    """The padding colour of :func:`expand_to_square`: the processor's mean, ``int(255 · m)`` per
+    channel as LLaVA-1.5's ``expand2square`` call (grey when the processor has no mean)."""
+    mean = getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
+    return tuple(int(255 * m) for m in mean)
+
+
 def open_image(path: Path) -> Image.Image:
     """Open and fully decode an RGB image; raises :class:`MalformedSample` naming the file."""
     if not path.is_file():
@@ -113,8 +120,7 @@ class LlavaInstructionDataset(Dataset):
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.tokens_per_image = tokens_per_image
-        mean = getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
-        self.background = tuple(int(255 * m) for m in mean)
+        self.background = pad_colour(image_processor)
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from llava_prumerge import LlavaPruMergeForConditionalGeneration, TokenReductionConfig
-from llava_prumerge.data import expand_to_square, image_paths, load_samples, open_image
+from llava_prumerge.data import expand_to_square, image_paths, load_samples, open_image, pad_colour
 from llava_prumerge.results import canonical_task, read_token_logs
 from llava_prumerge.tiny import build_tiny_model, build_tiny_processor, demo_images
 from llava_prumerge.visualize import kept_patch_overlay, plot_cls_attention, plot_kept_token_histogram
@@ -54,7 +54,7 @@ def draw_image(args) -> None:
     image = Image.open(args.image).convert("RGB") if args.image else demo_images((args.photo,))[0]
     model, processor = load(args.model, TokenReductionConfig(method="prumerge"), args.device, args.dtype)
     # padded to a square with the mean colour, as LLaVA-1.5 trains and evaluates (image_aspect_ratio=pad)
-    image = expand_to_square(image, tuple(int(255 * m) for m in processor.image_processor.image_mean))
+    image = expand_to_square(image, pad_colour(processor.image_processor))
     pixels = processor.image_processor([image], return_tensors="pt")["pixel_values"]
     pixels = pixels.to(args.device, next(model.parameters()).dtype)
     vision = model.config.vision_config
@@ -104,11 +104,13 @@ def count_dataset(args) -> list[int]:
         raise SystemExit(f"{args.data_path}: no sample has an image")
     paths = paths[: args.limit] if args.limit else paths
     dtype = next(model.parameters()).dtype
-    mean = tuple(int(255 * m) for m in processor.image_processor.image_mean)
+    background = pad_colour(processor.image_processor)
     counts = []
     with torch.no_grad():
         for start in tqdm(range(0, len(paths), args.batch_size), desc="reducing", unit="batch"):
-            images = [expand_to_square(open_image(folder / p), mean) for p in paths[start : start + args.batch_size]]
+            images = [
+                expand_to_square(open_image(folder / p), background) for p in paths[start : start + args.batch_size]
+            ]
             pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"].to(args.device, dtype)
             counts += model.get_image_features(pixel_values=pixels).visual_token_counts.tolist()
     return counts
@@ -119,13 +121,14 @@ def read_counts(path: str, tasks: list[str] | None = None) -> list[int]:
     ``visual_tokens*.jsonl`` logs, merged as the tables merge them) or a JSON list / JSONL file of
     records whose ``visual_tokens`` is an int or a per-image list. ``tasks`` keeps those tasks only."""
     wanted = {canonical_task(t) for t in tasks} if tasks else None
+    scope = f" for {', '.join(tasks)}" if tasks else ""
     source = Path(path)
     if source.is_dir():
         logs = read_token_logs(source)
         counts = [c for task, docs in logs.items() if not wanted or task in wanted for images in docs.values() for c in images]  # fmt: skip
         if not counts:
             found = f" (tasks there: {', '.join(sorted(logs))})" if logs else ""
-            raise ValueError(f"{path}: no visual_tokens*.jsonl records{' for ' + ', '.join(tasks) if tasks else ''}{found}")  # fmt: skip
+            raise ValueError(f"{path}: no visual_tokens*.jsonl records{scope}{found}")
         return counts
     text = source.read_text()
     try:
@@ -145,7 +148,7 @@ def read_counts(path: str, tasks: list[str] | None = None) -> list[int]:
             raise ValueError(f"{path}: record {number}: 'visual_tokens' must be a count or a list of counts, got {value!r}")  # fmt: skip
         counts += values
     if not counts:
-        raise ValueError(f"{path}: no record has a 'visual_tokens' field{' for ' + ', '.join(tasks) if tasks else ''}")
+        raise ValueError(f"{path}: no record has a 'visual_tokens' field{scope}")
     return counts
 
 

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from llava_prumerge import TokenReductionConfig, reduce_visual_tokens
-from llava_prumerge.data import expand_to_square
+from llava_prumerge.data import expand_to_square, pad_colour
 from llava_prumerge.reduction import cls_attention
 from llava_prumerge.reference import released_loop_prumerge
 from llava_prumerge.tiny import build_tiny_model, build_tiny_processor, demo_images
@@ -94,8 +94,7 @@ def test_image_figure_draws_the_patches_the_reducer_keeps(tmp_path):
         assert figure.size == (1350, 500)
     assert (tmp_path / "coffee_attention.png").is_file()
     processor = build_tiny_processor()
-    mean = tuple(int(255 * m) for m in processor.image_processor.image_mean)
-    padded = expand_to_square(demo_images(("coffee",))[0], mean)  # as LLaVA-1.5 sees it (pad, not crop)
+    padded = expand_to_square(demo_images(("coffee",))[0], pad_colour(processor.image_processor))  # pad, not crop
     pixels = processor.image_processor([padded], return_tensors="pt")["pixel_values"]
     for method in ("prumerge", "prumerge_plus"):
         model = build_tiny_model(method)
