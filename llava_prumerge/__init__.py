@@ -6,6 +6,7 @@ Public API::
 """
 
 from .config import METHODS, TokenReductionConfig
+from .images import pad_to_square
 from .modeling import LlavaPruMergeForConditionalGeneration, ReducedImageFeatures
 from .reduction import ReducedTokens, cls_attention, outlier_count, reduce_visual_tokens
 
@@ -19,5 +20,6 @@ __all__ = [
     "TokenReductionConfig",
     "cls_attention",
     "outlier_count",
+    "pad_to_square",
     "reduce_visual_tokens",
 ]

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 IGNORE_INDEX = -100
 IMAGE_TOKEN = "<image>"
 VICUNA_V1_SYSTEM = (
-    "A chat between a curious human and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the human's questions."
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
 )
+"""LLaVA's ``conv_vicuna_v1.system`` (``llava/conversation.py``), the template of LLaVA-1.5 training
+(``--version v1``) and evaluation (``--conv-mode vicuna_v1``). The only definition in the package."""
 ROLES = {"human": "USER", "gpt": "ASSISTANT"}
 
 

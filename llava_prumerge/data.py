@@ -23,6 +23,7 @@ from PIL import Image, ImageFile
 from torch.utils.data import Dataset, Sampler
 
 from .conversation import IGNORE_INDEX, MalformedSample, normalise_turns, tokenize_conversation
+from .images import expand_to_square, pad_colour
 
 MAX_SUBSTITUTIONS = 16
 
@@ -54,24 +55,6 @@ def image_paths(sample: dict) -> list[str]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return value
     raise MalformedSample("'image' must be a path or a list of paths")
-
-
-def expand_to_square(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
-    """Pad to a square, centred, with the processor's mean colour (LLaVA-1.5 ``image_aspect_ratio pad``)."""
-    width, height = image.size
-    if width == height:
-        return image
-    side = max(width, height)
-    canvas = Image.new(image.mode, (side, side), background)
-    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
-    return canvas
-
-
-def pad_colour(image_processor) -> tuple[int, int, int]:
-    """The padding colour of :func:`expand_to_square`: the processor's mean, ``int(255 · m)`` per
-    channel as LLaVA-1.5's ``expand2square`` call (grey when the processor has no mean)."""
-    mean = getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
-    return tuple(int(255 * m) for m in mean)
 
 
 def open_image(path: Path) -> Image.Image:

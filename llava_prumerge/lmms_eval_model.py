@@ -45,7 +45,7 @@ from tqdm import tqdm
 from .checkpoints import TOKEN_REDUCTION_FILE, load_finetuned
 from .config import METHODS, TokenReductionConfig, spatial_grid_for
 from .conversation import IMAGE_TOKEN, generation_prompt
-from .data import expand_to_square
+from .images import pad_to_square
 from .modeling import LlavaPruMergeForConditionalGeneration
 
 REDUCTION_DIR = Path(__file__).resolve().parent.parent / "configs" / "reduction"
@@ -251,11 +251,9 @@ class LlavaPruMerge(lmms):
 
     # ------------------------------------------------------------------------------------------
     def _prepare_image(self, image: Image.Image) -> Image.Image:
-        image = image.convert("RGB")
         if self.image_aspect_ratio == "pad":
-            mean = self.processor.image_processor.image_mean
-            image = expand_to_square(image, tuple(int(round(255 * m)) for m in mean))
-        return image
+            return pad_to_square(image, self.processor)
+        return image.convert("RGB")
 
     def build_prompt(self, context: str, num_images: int) -> str:
         """LLaVA-1.5's ``vicuna_v1`` prompt; the task's own ``<image>`` placement is kept if present."""

@@ -25,21 +25,16 @@ from transformers import (
 )
 
 from .config import TokenReductionConfig
+from .conversation import IMAGE_TOKEN, generation_prompt
 from .modeling import LlavaPruMergeForConditionalGeneration
 
-IMAGE_TOKEN = "<image>"
 TINY_IMAGE_SIZE = 48
 TINY_PATCH_SIZE = 4  # a 12 x 12 grid: N = 144 patch tokens
 DEMO_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "text", "camera")
 """Photos from ``skimage.data`` used by the demo and the tests."""
 
-TINY_ASSETS_VERSION = "2"
+TINY_ASSETS_VERSION = "3"
 """Bumped whenever the tiny model, tokenizer or dataset changes, so stale assets get rewritten."""
-
-VICUNA_SYSTEM = (
-    "A chat between a curious human and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the human's questions."
-)
 
 
 def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
@@ -163,9 +158,9 @@ def demo_images(names: tuple[str, ...] = DEMO_IMAGES) -> list[Image.Image]:
 
 
 def vicuna_prompt(question: str, with_image: bool = True) -> str:
-    """LLaVA-1.5's ``vicuna_v1`` conversation template for one user turn."""
-    content = f"{IMAGE_TOKEN}\n{question}" if with_image else question
-    return f"{VICUNA_SYSTEM} USER: {content} ASSISTANT:"
+    """LLaVA-1.5's ``vicuna_v1`` conversation template for one user turn
+    (:func:`llava_prumerge.conversation.generation_prompt`)."""
+    return generation_prompt(question, num_images=1 if with_image else 0)
 
 
 TINY_DATA_IMAGES = {

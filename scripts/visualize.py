@@ -27,7 +27,8 @@ import torch
 from PIL import Image
 
 from llava_prumerge import LlavaPruMergeForConditionalGeneration, TokenReductionConfig
-from llava_prumerge.data import expand_to_square, image_paths, load_samples, open_image, pad_colour
+from llava_prumerge.data import image_paths, load_samples, open_image
+from llava_prumerge.images import expand_to_square, pad_colour
 from llava_prumerge.results import canonical_task, read_token_logs
 from llava_prumerge.tiny import build_tiny_model, build_tiny_processor, demo_images
 from llava_prumerge.visualize import kept_patch_overlay, plot_cls_attention, plot_kept_token_histogram

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from llava_prumerge import TokenReductionConfig, reduce_visual_tokens
-from llava_prumerge.data import expand_to_square, pad_colour
+from llava_prumerge.images import expand_to_square, pad_colour
 from llava_prumerge.reduction import cls_attention
 from llava_prumerge.reference import released_loop_prumerge
 from llava_prumerge.tiny import build_tiny_model, build_tiny_processor, demo_images

@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from llava_prumerge.config import spatial_grid_for
-from llava_prumerge.data import expand_to_square
 from llava_prumerge.eval_tasks import BENCHMARKS, GROUPS, task_names, write_task_yamls
+from llava_prumerge.images import pad_to_square
 from llava_prumerge.results import build_table, check_run, load_run, log_to_wandb, to_csv, to_markdown
 from llava_prumerge.tiny import write_tiny_assets
 from llava_prumerge.tiny_benchmarks import write_tiny_benchmarks
@@ -220,11 +220,10 @@ def test_recorded_visual_tokens_are_what_the_model_keeps(tiny, all_benchmarks):
     run = load_run(output)
     model = LlavaPruMergeForConditionalGeneration.from_pretrained(tiny["model"]).eval()
     processor = AutoProcessor.from_pretrained(tiny["model"])
-    mean = tuple(int(round(255 * m)) for m in processor.image_processor.image_mean)
     expected_all = []
     for split, task in (("adversarial", "pope_adv"), ("popular", "pope_pop"), ("random", "pope_random")):
         docs = load_dataset(str(tiny["data"] / "POPE"), "Full", split=split)
-        images = [expand_to_square(doc["image"].convert("RGB"), mean) for doc in docs]
+        images = pad_to_square([doc["image"] for doc in docs], processor)
         with torch.no_grad():
             lengths = model.reduce_image_tokens(
                 processor.image_processor(images, return_tensors="pt").pixel_values

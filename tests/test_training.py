@@ -66,9 +66,10 @@ def test_labels_mask_exactly_the_prompt_and_image(tokenizer):
     assert turns[0] == ("human", "<image>\nWhat is it?")  # placeholder moved first, as LLaVA-1.5 does
     tokens = tokenize_conversation(turns, tokenizer, max_length=2048)
     text = tokenizer.decode(tokens.input_ids)
+    # LLaVA's conv_vicuna_v1.system, copied from llava/conversation.py (LLaVA-1.5 training and evaluation)
     system = (
-        "A chat between a curious human and an artificial intelligence assistant. "
-        "The assistant gives helpful, detailed, and polite answers to the human's questions."
+        "A chat between a curious user and an artificial intelligence assistant. "
+        "The assistant gives helpful, detailed, and polite answers to the user's questions."
     )
     assert text == f"<s>{system} USER: <image>\nWhat is it? ASSISTANT: a cat</s>USER: Colour? ASSISTANT: greyscale</s>"
     supervised = [t for t, label in zip(tokens.input_ids, tokens.labels) if label != IGNORE_INDEX]
