@@ -34,6 +34,9 @@ EXTRAS = {
     "dev": [
         "pytest==9.2.0",
         "ruff==0.17.6",
+        # the real Llama-2 / Vicuna-v1.5 SentencePiece tokenizer in tests (shared/fixtures)
+        "sentencepiece==0.2.3",
+        "protobuf==6.33.6",
     ],
 }
 
