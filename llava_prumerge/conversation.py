@@ -36,10 +36,13 @@ class TokenizedConversation:
 
 
 def normalise_turns(conversations: list[dict], num_images: int) -> list[tuple[str, str]]:
-    """Check alternating human/gpt turns and put ``<image>`` first in the first human turn.
+    """Check alternating human/gpt turns and put each ``<image>`` first in its own turn.
 
-    LLaVA-1.5 moves the placeholder to the start of the first turn (``preprocess_multimodal``).
-    Raises :class:`MalformedSample` for anything else.
+    As LLaVA-1.5's ``preprocess_multimodal`` (``llava/train/train.py``): a human turn that holds
+    the placeholder loses it and gets it back at its front, ``"<image>\\n" + rest.strip()``. The
+    turn keeps its place in the dialogue, so a placeholder written in a later turn stays in that
+    turn (never a second copy in the first turn). A placeholder in an answer (``gpt`` turn) would
+    be supervised as a token, so it is refused. Raises :class:`MalformedSample` for anything else.
     """
     if not isinstance(conversations, list) or not conversations:
         raise MalformedSample("'conversations' must be a non-empty list")
@@ -53,15 +56,18 @@ def normalise_turns(conversations: list[dict], num_images: int) -> list[tuple[st
             raise MalformedSample(f"turn {position} is from {speaker!r}, expected {expected!r} (turns must alternate)")
         if not isinstance(value, str):
             raise MalformedSample(f"turn {position} 'value' must be a string")
+        if speaker == "gpt" and IMAGE_TOKEN in value:
+            raise MalformedSample(f"turn {position} is an answer ('gpt') and holds '{IMAGE_TOKEN}'")
         turns.append((speaker, value))
     if len(turns) % 2:
         raise MalformedSample("the last turn must be from 'gpt'")
     placeholders = sum(value.count(IMAGE_TOKEN) for _, value in turns)
     if placeholders != num_images:
         raise MalformedSample(f"{placeholders} '{IMAGE_TOKEN}' placeholder(s) for {num_images} image(s)")
-    if num_images:
-        first = turns[0][1].replace(IMAGE_TOKEN, "").strip()
-        turns[0] = ("human", (IMAGE_TOKEN + "\n") * num_images + first)
+    for position, (speaker, value) in enumerate(turns):
+        count = value.count(IMAGE_TOKEN)
+        if count:
+            turns[position] = (speaker, (IMAGE_TOKEN + "\n") * count + value.replace(IMAGE_TOKEN, "").strip())
     return turns
 
 

@@ -11,7 +11,6 @@ many are bad (``max_bad_fraction``). :func:`validate_dataset` finds them all bef
 from __future__ import annotations
 
 import json
-import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import torch
 from PIL import Image, ImageFile
 from torch.utils.data import Dataset, Sampler
 
-from .conversation import IGNORE_INDEX, MalformedSample, normalise_turns, tokenize_conversation
+from .conversation import IGNORE_INDEX, IMAGE_TOKEN, MalformedSample, normalise_turns, tokenize_conversation
 from .images import expand_to_square, pad_colour
 
 MAX_SUBSTITUTIONS = 16
@@ -83,7 +82,16 @@ class DataSettings:
         metadata={"help": "Max tokens per sample, counting each image as the vision tower's N tokens."},
     )
     max_bad_fraction: float = field(
-        default=0.01, metadata={"help": "Stop the run when more than this fraction of samples is bad."}
+        default=0.01,
+        metadata={
+            "help": "Stop the run when more than this fraction of samples is bad. The fraction is judged only "
+            "after bad_fraction_min_samples samples (or the whole dataset, if smaller); before that the run "
+            "stops only when the bad samples already exceed this fraction of the whole dataset."
+        },
+    )
+    bad_fraction_min_samples: int = field(
+        default=10_000,
+        metadata={"help": "Samples seen (per process) before max_bad_fraction is judged on the samples seen so far."},
     )
 
 
@@ -104,6 +112,9 @@ class LlavaInstructionDataset(Dataset):
         self.image_processor = image_processor
         self.tokens_per_image = tokens_per_image
         self.background = pad_colour(image_processor)
+        self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        if self.image_token_id is None or self.image_token_id == tokenizer.unk_token_id:
+            raise ValueError(f"the tokenizer has no '{IMAGE_TOKEN}' token; use the model's processor (llava-hf format)")
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -128,6 +139,9 @@ class LlavaInstructionDataset(Dataset):
         if text_budget <= len(paths):
             raise MalformedSample(f"{len(paths)} image(s) do not fit model_max_length={self.settings.model_max_length}")
         tokens = tokenize_conversation(turns, self.tokenizer, text_budget)
+        found = tokens.input_ids.count(self.image_token_id)
+        if found != len(paths):  # the model would fail on this batch in the middle of a run
+            raise MalformedSample(f"{found} image token(s) in the tokenized sample for {len(paths)} image(s)")
         pixel_values = None
         if paths:
             images = [open_image(self.image_folder / p) for p in paths]
@@ -257,9 +271,17 @@ def validate_dataset(settings: DataSettings, tokenizer, image_processor, tokens_
     return problems, counts
 
 
-def allowed_bad(seen: int, max_bad_fraction: float) -> int:
-    """Bad samples tolerated after ``seen`` samples (at least one, so a single bad file never stops a run)."""
-    return max(1, math.floor(seen * max_bad_fraction))
+def too_many_bad(skipped: int, seen: int, dataset_size: int, max_bad_fraction: float, min_samples: int) -> bool:
+    """Whether ``skipped`` bad samples among ``seen`` should stop the run.
+
+    Two bad samples early in a 665k-sample run say little about the rest, so the fraction of the
+    samples seen is judged only once ``min(min_samples, dataset_size)`` were seen. Before that
+    the run stops only when the bad samples already exceed ``max_bad_fraction`` of the whole
+    dataset, when the fraction can no longer come out below the limit.
+    """
+    if skipped > max_bad_fraction * dataset_size:
+        return True
+    return seen >= min(min_samples, dataset_size) and skipped > max_bad_fraction * seen
 
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is a bad sample, not a silently grey image

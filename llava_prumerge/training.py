@@ -25,7 +25,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .checkpoints import BaseModelSpec, load_base_model, write_reload_info
 from .config import TokenReductionConfig
-from .data import DataSettings, LlavaCollator, LlavaInstructionDataset, ModalityLengthGroupedSampler, allowed_bad
+from .data import DataSettings, LlavaCollator, LlavaInstructionDataset, ModalityLengthGroupedSampler, too_many_bad
 
 logger = logging.getLogger("llava_prumerge.training")
 
@@ -120,9 +120,10 @@ class PruMergeTrainer(Trainer):
     """``Trainer`` with the projector's own learning rate, modality-grouped sampling, visual-token
     statistics in the logs, and counted skipping of bad samples."""
 
-    def __init__(self, *args, max_bad_fraction: float = 0.01, **kwargs):
+    def __init__(self, *args, max_bad_fraction: float = 0.01, bad_fraction_min_samples: int = 10_000, **kwargs):
         super().__init__(*args, **kwargs)
         self.max_bad_fraction = max_bad_fraction
+        self.bad_fraction_min_samples = bad_fraction_min_samples
         self.visual_stats = VisualTokenStats()
         self.samples_seen = 0
         self.samples_skipped = 0
@@ -182,7 +183,10 @@ class PruMergeTrainer(Trainer):
             logger.warning("skipped bad sample %s: %s", sample_id, reason)
         self.samples_seen += rows
         self.samples_skipped += len(skipped)
-        if self.samples_skipped > allowed_bad(self.samples_seen, self.max_bad_fraction):
+        size = len(self.train_dataset) if self.train_dataset is not None else self.samples_seen
+        if too_many_bad(
+            self.samples_skipped, self.samples_seen, size, self.max_bad_fraction, self.bad_fraction_min_samples
+        ):
             raise RuntimeError(
                 f"{self.samples_skipped} of {self.samples_seen} samples were bad, more than "
                 f"max_bad_fraction={self.max_bad_fraction}; last: {skipped[-1] if skipped else None}. "
@@ -307,6 +311,7 @@ def run(argv: list[str] | None = None) -> PruMergeTrainer:
         data_collator=LlavaCollator(pad_token_id=processor.tokenizer.pad_token_id),
         callbacks=[reload_info],
         max_bad_fraction=data_settings.max_bad_fraction,
+        bad_fraction_min_samples=data_settings.bad_fraction_min_samples,
     )
     checkpoint = None
     if args.resume:

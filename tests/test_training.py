@@ -18,7 +18,7 @@ from llava_prumerge import LlavaPruMergeForConditionalGeneration
 from llava_prumerge.checkpoints import BaseModelSpec, assemble_stage2, load_finetuned
 from llava_prumerge.config import TokenReductionConfig
 from llava_prumerge.conversation import IGNORE_INDEX, MalformedSample, normalise_turns, tokenize_conversation
-from llava_prumerge.data import DataSettings, LlavaInstructionDataset
+from llava_prumerge.data import DataSettings, LlavaInstructionDataset, too_many_bad, validate_dataset
 from llava_prumerge.tiny import write_tiny_assets
 from llava_prumerge.training import lora_target_modules, run
 
@@ -99,6 +99,34 @@ def test_truncation_rules(tokenizer):
         tokenize_conversation(late_image, tokenizer, max_length=len(full.input_ids) - 150)
 
 
+def test_placeholder_in_a_later_turn_moves_to_the_front_of_that_turn_once(tokenizer):
+    """LLaVA-1.5's ``preprocess_multimodal``: the turn holding ``<image>`` gets it at its front;
+    no second copy is added to the first turn."""
+    conversations = [
+        {"from": "human", "value": "Hello?"},
+        {"from": "gpt", "value": "Hi."},
+        {"from": "human", "value": "What is this? <image>"},
+        {"from": "gpt", "value": "a cat"},
+    ]
+    turns = normalise_turns(conversations, num_images=1)
+    assert turns == [("human", "Hello?"), ("gpt", "Hi."), ("human", "<image>\nWhat is this?"), ("gpt", "a cat")]
+    ids = tokenize_conversation(turns, tokenizer, max_length=2048).input_ids
+    assert ids.count(tokenizer.convert_tokens_to_ids("<image>")) == 1
+
+
+def test_bad_fraction_is_judged_only_after_enough_samples():
+    # a 665k run at max_bad_fraction 0.001: three bad files among the first 2,000 do not stop it ...
+    assert not too_many_bad(3, 2_000, 665_000, 0.001, 10_000)
+    # ... more bad samples than 0.1 % of the whole dataset do, at once
+    assert too_many_bad(666, 2_000, 665_000, 0.001, 10_000)
+    # after 10,000 samples the fraction of the samples seen is judged
+    assert not too_many_bad(10, 10_000, 665_000, 0.001, 10_000)
+    assert too_many_bad(11, 10_000, 665_000, 0.001, 10_000)
+    # a dataset smaller than min_samples is judged once it was seen whole
+    assert not too_many_bad(2, 40, 45, 0.2, 10_000)
+    assert too_many_bad(10, 45, 45, 0.2, 10_000)
+
+
 @pytest.mark.parametrize(
     "conversations, images, message",
     [
@@ -108,6 +136,7 @@ def test_truncation_rules(tokenizer):
         ([{"from": "human", "value": "<image>\nhi"}, {"from": "gpt", "value": "yo"}], 0, "1 '<image>'"),
         ([{"from": "human", "value": "hi"}, {"from": "gpt", "value": 3}], 0, "string"),
         ([{"from": "human"}, {"from": "gpt", "value": "x"}], 0, "'from' and 'value'"),
+        ([{"from": "human", "value": "hi"}, {"from": "gpt", "value": "<image>"}], 1, "answer"),
     ],
 )
 def test_malformed_conversations_are_named(conversations, images, message):
@@ -186,6 +215,55 @@ def test_validate_data_lists_every_problem_with_ids(assets, tmp_path):
     assert "malformed         bad-turns" in result.stdout
     assert "ok=39" in result.stdout
     assert len((tmp_path / "problems.csv").read_text().strip().splitlines()) == 4
+
+
+def test_validation_builds_later_turn_placeholders_as_training_does(assets, processor, tmp_path):
+    """A placeholder in a later turn is one image token (validation and training agree); one in an
+    answer is reported as malformed instead of failing the run later."""
+    samples = json.loads(Path(assets["data"]).read_text())
+    image = next(s["image"] for s in samples if s.get("image"))
+    later = [
+        {"from": "human", "value": "Hi."},
+        {"from": "gpt", "value": "Hello."},
+        {"from": "human", "value": "And this? <image>"},
+        {"from": "gpt", "value": "a cat"},
+    ]
+    in_answer = [{"from": "human", "value": "What?"}, {"from": "gpt", "value": "<image> a cat"}]
+    data = tmp_path / "data.json"
+    data.write_text(
+        json.dumps(
+            [
+                {"id": "later-turn", "image": image, "conversations": later},
+                {"id": "in-answer", "image": image, "conversations": in_answer},
+            ]
+        )
+    )
+    settings = DataSettings(data_path=str(data), image_folder=str(assets["data"].parent / "images"))
+    problems, counts = validate_dataset(settings, processor.tokenizer, processor.image_processor, 144, progress=False)
+    assert [(sample_id, kind) for sample_id, kind, _ in problems] == [("in-answer", "malformed")]
+    assert counts["ok"] == 1
+    dataset = LlavaInstructionDataset(settings, processor.tokenizer, processor.image_processor, 144)
+    item = dataset[0]
+    image_id = processor.tokenizer.convert_tokens_to_ids("<image>")
+    assert item["input_ids"].count(image_id) == 1 and item["pixel_values"].shape[0] == 1
+    text = processor.tokenizer.decode(item["input_ids"])
+    assert text.endswith("USER: Hi. ASSISTANT: Hello.</s>USER: <image>\nAnd this? ASSISTANT: a cat</s>")
+
+
+def test_evaluation_pads_with_the_training_colour(processor):
+    """LLaVA-1.5's ``expand2square(image, tuple(int(x * 255) for x in image_mean))``: CLIP's mean
+    (0.48145466, 0.4578275, 0.40821073) truncates to (122, 116, 104), where rounding gives 123, 117."""
+    from types import SimpleNamespace
+
+    from llava_prumerge.images import pad_colour
+    from llava_prumerge.lmms_eval_model import LlavaPruMerge
+
+    clip_mean = SimpleNamespace(image_mean=[0.48145466, 0.4578275, 0.40821073])
+    assert pad_colour(clip_mean) == (122, 116, 104)
+    evaluator = SimpleNamespace(image_aspect_ratio="pad", processor=SimpleNamespace(image_processor=clip_mean))
+    padded = LlavaPruMerge._prepare_image(evaluator, Image.new("RGB", (40, 20), (255, 0, 0)))
+    assert padded.size == (40, 40)
+    assert padded.getpixel((0, 0)) == (122, 116, 104) and padded.getpixel((20, 20)) == (255, 0, 0)
 
 
 def test_image_padding_uses_the_mean_colour(assets, processor):
