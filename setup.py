@@ -49,6 +49,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["llava_prumerge", "llava_prumerge.*"]),
+    package_data={"llava_prumerge": ["configs/reduction/*.yaml"]},  # named reduction configs
     install_requires=CORE,
     extras_require=EXTRAS,
     # lmms-eval finds `--model llava_prumerge` through this group (lmms-eval >= 0.7: a ModelManifest).

@@ -171,7 +171,7 @@ class TokenReductionConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TokenReductionConfig:
-        """Load a YAML mapping of fields (e.g. ``configs/reduction/prumerge_plus.yaml``)."""
+        """Load a YAML mapping of fields (e.g. ``llava_prumerge/configs/reduction/prumerge_plus.yaml``)."""
         import yaml
 
         path = Path(path)
@@ -184,19 +184,79 @@ class TokenReductionConfig:
             raise ValueError(f"{path}: {error}") from error
 
     @classmethod
-    def coerce(cls, value: TokenReductionConfig | dict[str, Any] | str | None) -> TokenReductionConfig:
-        """Accept a config, a dict, a method name, a YAML path, or None (the default PruMerge)."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, Path) or (isinstance(value, str) and value.endswith((".yaml", ".yml"))):
-            return cls.from_yaml(value)
-        if isinstance(value, str):
-            return cls(method=value)
-        if isinstance(value, dict):
-            return cls.from_dict(value)
+    def coerce(cls, value: TokenReductionConfig | dict[str, Any] | str | Path | None) -> TokenReductionConfig:
+        """Accept a config, a dict, a method name, a named config, a YAML path, or None (PruMerge).
+
+        The one resolver of reduction names for the model, training and evaluation:
+        :func:`resolve_reduction` with no budget.
+        """
+        return resolve_reduction(value)
+
+
+NAMED_CONFIG_DIR = "configs/reduction"
+"""Named reduction configs, shipped inside the package (``llava_prumerge/configs/reduction``)."""
+
+
+def named_configs() -> dict[str, Path]:
+    """The packaged reduction YAMLs by name (``prumerge_budget64`` → its file).
+
+    Read through ``importlib.resources``, so names resolve after a non-editable install and from
+    any working directory.
+    """
+    from importlib.resources import files
+
+    folder = files("llava_prumerge").joinpath(NAMED_CONFIG_DIR)
+    return {Path(entry.name).stem: Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".yaml")}
+
+
+def resolve_reduction(
+    value: TokenReductionConfig | dict[str, Any] | str | Path | None,
+    budget: int | None = None,
+    base: TokenReductionConfig | None = None,
+) -> TokenReductionConfig:
+    """Turn whatever a user wrote into a :class:`TokenReductionConfig`; the only name resolver.
+
+    ``value`` is a config, a dict of fields, a method (``prumerge``), a packaged named config
+    (``prumerge_budget64``, :func:`named_configs`), or a YAML path; ``None`` means ``base`` (e.g.
+    an adapter's saved reduction), else the default PruMerge. ``budget`` sets
+    :attr:`TokenReductionConfig.budget` on top (exactly that many tokens per image); for
+    ``spatial`` it picks the grid instead (:func:`spatial_grid_for`). Errors name the value.
+    """
+    if value is None:
+        values = (base or TokenReductionConfig()).to_dict()
+    elif isinstance(value, TokenReductionConfig):
+        values = value.to_dict()
+    elif isinstance(value, dict):
+        values = dict(value)
+    elif isinstance(value, (str, Path)):
+        text = str(value)
+        named = named_configs()
+        if text in METHODS:
+            values = {"method": text}  # built below, after the budget (sequential needs one)
+        elif text in named:
+            values = TokenReductionConfig.from_yaml(named[text]).to_dict()
+        elif text.endswith((".yaml", ".yml")) or Path(text).is_file():
+            if not Path(text).is_file():
+                raise FileNotFoundError(f"reduction config not found: {text}")
+            values = TokenReductionConfig.from_yaml(text).to_dict()
+        else:
+            raise ValueError(
+                f"reduction {text!r} is neither a method ({', '.join(METHODS)}), a named config "
+                f"({', '.join(sorted(named))}), nor a YAML file"
+            )
+    else:
         raise TypeError(f"cannot build a TokenReductionConfig from {type(value).__name__}")
+    if budget is not None:
+        if values.get("method") == "spatial":
+            values["grid"], values["budget"] = spatial_grid_for(int(budget)), None
+        else:
+            values["budget"] = int(budget)
+    try:
+        return TokenReductionConfig.from_dict(values)
+    except ValueError as error:
+        if budget is None and not isinstance(value, (str, Path)):
+            raise
+        raise ValueError(f"reduction={value!r}, budget={budget!r}: {error}") from error
 
 
 def spatial_grid_for(budget: int) -> tuple[int, int]:

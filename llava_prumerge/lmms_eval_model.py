@@ -43,13 +43,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from .checkpoints import TOKEN_REDUCTION_FILE, load_finetuned
-from .config import METHODS, TokenReductionConfig, spatial_grid_for
+from .config import TokenReductionConfig
+from .config import resolve_reduction as resolve_config
 from .conversation import IMAGE_TOKEN, generation_prompt
 from .images import pad_to_square
 from .modeling import LlavaPruMergeForConditionalGeneration
-
-REDUCTION_DIR = Path(__file__).resolve().parent.parent / "configs" / "reduction"
-"""Where named reduction YAMLs live in a source checkout (``reduction=prumerge_budget64``)."""
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -57,38 +55,16 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 def resolve_reduction(
     reduction: str | None, budget: int | None, base: TokenReductionConfig | None = None
 ) -> TokenReductionConfig | None:
-    """``reduction`` as a method name, a YAML path, or the name of a YAML in ``configs/reduction/``.
+    """The model arguments ``reduction``/``budget`` as a config (:func:`llava_prumerge.config.resolve_reduction`).
 
-    ``None`` means "not given": ``base`` (an adapter's saved reduction), else PruMerge; ``None``
-    is returned when neither argument changes ``base``. ``budget`` sets
-    :attr:`TokenReductionConfig.budget` on top (exactly that many tokens per image); for
-    ``spatial`` it picks the grid instead (:func:`~llava_prumerge.config.spatial_grid_for`).
+    ``None`` is returned when neither is given, so that an adapter keeps its saved reduction.
     """
-    if reduction is None:
-        if budget is None:
-            return None
-        values = (base or TokenReductionConfig()).to_dict()
-    elif reduction in METHODS:
-        values = {"method": reduction}
-    elif str(reduction).endswith((".yaml", ".yml")) or Path(reduction).is_file():
-        values = TokenReductionConfig.from_yaml(reduction).to_dict()
-    elif (REDUCTION_DIR / f"{reduction}.yaml").is_file():
-        values = TokenReductionConfig.from_yaml(REDUCTION_DIR / f"{reduction}.yaml").to_dict()
-    else:
-        named = sorted(p.stem for p in REDUCTION_DIR.glob("*.yaml")) if REDUCTION_DIR.is_dir() else []
-        raise ValueError(
-            f"llava_prumerge: reduction={reduction!r} is neither a method ({', '.join(METHODS)}), "
-            f"a YAML file, nor a config in {REDUCTION_DIR} ({', '.join(named) or 'none found'})"
-        )
-    if budget is not None:
-        if values["method"] == "spatial":
-            values["grid"], values["budget"] = spatial_grid_for(int(budget)), None
-        else:
-            values["budget"] = int(budget)
+    if reduction is None and budget is None:
+        return None
     try:
-        return TokenReductionConfig.from_dict(values)
-    except ValueError as error:
-        raise ValueError(f"llava_prumerge: reduction={reduction!r}, budget={budget!r}: {error}") from error
+        return resolve_config(reduction, budget, base)
+    except (ValueError, FileNotFoundError) as error:
+        raise ValueError(f"llava_prumerge: {error}") from error
 
 
 def truncate_at_stops(text: str, until: list[str]) -> str:
@@ -110,7 +86,7 @@ class LlavaPruMerge(lmms):
       ``token_reduction.json`` is used unless ``reduction`` replaces it (``budget`` alone
       applies to the saved method). The LoRA weights are merged for inference;
     - ``reduction``: a method (``none``, ``prumerge``, ``prumerge_plus``, ``aits``, ``sequential``,
-      ``spatial``), a YAML path, or a YAML name in ``configs/reduction/``; default PruMerge;
+      ``spatial``), a YAML path, or a named config of ``llava_prumerge/configs/reduction/``; default PruMerge;
     - ``budget``: exactly this many visual tokens per image (the equal-budget comparisons);
     - ``batch_size``, ``device`` (default ``cuda`` when available), ``dtype`` (``auto`` =
       float16 on GPU, float32 on CPU; or ``float16``/``bfloat16``/``float32``),

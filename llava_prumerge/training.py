@@ -35,8 +35,11 @@ class ModelSettings(BaseModelSpec):
     """The base model and the reduction applied while finetuning."""
 
     token_reduction: str = field(
-        default="configs/reduction/prumerge.yaml",
-        metadata={"help": "A method name (prumerge, prumerge_plus, ...) or a YAML under configs/reduction/."},
+        default="prumerge",
+        metadata={
+            "help": "A method (prumerge, prumerge_plus, ...), a named config of llava_prumerge/configs/reduction "
+            "(prumerge_budget64, ...) or a YAML path."
+        },
     )
     attn_implementation: str | None = field(
         default="sdpa", metadata={"help": "Attention kernel: sdpa, eager or flash_attention_2."}

@@ -69,7 +69,7 @@ def test_budget_one_is_fine_without_a_summary_token():
 def test_every_shipped_reduction_yaml_loads(tmp_path):
     from pathlib import Path
 
-    shipped = sorted((Path(__file__).parents[1] / "configs" / "reduction").glob("*.yaml"))
+    shipped = sorted((Path(__file__).parents[1] / "llava_prumerge" / "configs" / "reduction").glob("*.yaml"))
     assert len(shipped) >= 5
     methods = {TokenReductionConfig.coerce(path).method for path in shipped}
     assert {"prumerge", "prumerge_plus", "aits", "none", "sequential", "spatial"} <= methods
@@ -78,3 +78,43 @@ def test_every_shipped_reduction_yaml_loads(tmp_path):
     bad.write_text("method: prumerge\nratio: 0.1\n")
     with pytest.raises(ValueError, match="bad.yaml: .*unknown field"):
         TokenReductionConfig.from_yaml(bad)
+
+
+def test_one_resolver_for_training_evaluation_and_the_model():
+    """Named configs resolve the same everywhere, from any working directory (packaged data)."""
+    import os
+    import subprocess
+    import sys
+
+    from llava_prumerge.config import named_configs, resolve_reduction
+    from llava_prumerge.lmms_eval_model import resolve_reduction as resolve_model_argument
+    from llava_prumerge.training import ModelSettings
+
+    assert TokenReductionConfig.coerce("prumerge_budget64") == TokenReductionConfig(budget=64)
+    assert resolve_model_argument("prumerge_budget64", None) == TokenReductionConfig(budget=64)
+    assert TokenReductionConfig.coerce(ModelSettings().token_reduction) == TokenReductionConfig()
+    assert resolve_reduction("spatial", 40).grid == (5, 8)
+    assert {"prumerge", "prumerge_plus", "prumerge_budget64", "spatial_5x8"} <= set(named_configs())
+    with pytest.raises(ValueError, match="named config"):
+        TokenReductionConfig.coerce("prumerge_budget_64")
+    code = "from llava_prumerge import TokenReductionConfig as T; print(T.coerce('spatial_5x8').grid)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd="/", capture_output=True, text=True, env=os.environ, timeout=120
+    )
+    assert result.stdout.strip() == "(5, 8)", result.stderr[-2000:]
+
+
+def test_named_configs_ship_in_the_wheel(tmp_path):
+    """A non-editable install carries the named reduction configs (package data)."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path)]
+    subprocess.run([*command, str(root)], check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("llava_prumerge-*.whl")
+    names = {Path(name).name for name in zipfile.ZipFile(wheel).namelist() if name.endswith(".yaml")}
+    shipped = {path.name for path in (root / "llava_prumerge" / "configs" / "reduction").glob("*.yaml")}
+    assert shipped and names == shipped

@@ -129,7 +129,7 @@ def test_reduction_argument_forms():
     assert resolve_reduction(None, None) is None  # an adapter's own reduction, else PruMerge
     assert resolve_reduction("prumerge_plus", None).method == "prumerge_plus"
     assert resolve_reduction("prumerge_budget64", None).budget == 64  # configs/reduction/<name>.yaml
-    assert resolve_reduction(str(ROOT / "configs/reduction/spatial_5x8.yaml"), None).grid == (5, 8)
+    assert resolve_reduction(str(ROOT / "llava_prumerge/configs/reduction/spatial_5x8.yaml"), None).grid == (5, 8)
     assert resolve_reduction("sequential", 33).budget == 33
     assert resolve_reduction("spatial", 40).grid == (5, 8)
     with pytest.raises(ValueError, match="needs a budget"):
