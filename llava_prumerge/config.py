@@ -241,7 +241,7 @@ def resolve_reduction(
             values = TokenReductionConfig.from_yaml(text).to_dict()
         else:
             raise ValueError(
-                f"reduction {text!r} is neither a method ({', '.join(METHODS)}), a named config "
+                f"reduction={text!r} is neither a method ({', '.join(METHODS)}), a named config "
                 f"({', '.join(sorted(named))}), nor a YAML file"
             )
     else:

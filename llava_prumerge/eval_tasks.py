@@ -6,10 +6,14 @@ overrides only that:
 
 - ``textvqa_val_llava15``: TextVQA with the reference OCR tokens in the prompt, as LLaVA-1.5
   evaluated it (``{question}\\nReference OCR token: {tokens}\\nAnswer the question using a single
-  word or phrase.``); the built-in ``textvqa_val`` has ``ocr: false``;
-- ``pope_llava15``: a group of ``pope_adv``, ``pope_pop`` and ``pope_random`` whose score is the
-  F1 averaged over the three splits (Table 1); the built-in ``pope`` scores all 9000 questions
-  jointly and ``pope_full`` reports no average;
+  word or phrase.``), the question as written; the built-in ``textvqa_val`` has ``ocr: false``
+  and capitalises the question;
+- ``pope_llava15``: a group of ``pope_{adv,pop,random}_llava15`` whose score is the F1 averaged
+  over the three splits (Table 1), each answer parsed as LLaVA's ``eval_pope.py``; the built-in
+  ``pope`` scores all 9000 questions jointly, ``pope_full`` reports no average, and both score
+  only an exact yes/no;
+- ``scienceqa_img_llava15``: the built-in prompt, the letter read as LLaVA's ``eval_science_qa.py``;
+- the rules themselves: :mod:`llava_prumerge.eval_rules`;
 - ``mmbench_en_dev_static`` (built in) scores MMBench-dev without an OpenAI judge; MMBench-test
   goes to the official server as the ``mmbench_en_test`` xlsx.
 
@@ -47,12 +51,21 @@ class TaskSource:
     overrides: tuple[tuple[str, object], ...] = ()
     """Extra keys on top of the built-in (beyond the task name and, locally, the data)."""
     local_overrides: tuple[tuple[str, object], ...] = ()
+    functions: tuple[tuple[str, str], ...] = ()
+    """Keys whose value is a function, as ``(key, "module.function")`` (written as ``!function``)."""
+
+
+RULES = "llava_prumerge.eval_rules"
 
 
 TASKS: dict[str, TaskSource] = {
     "vqav2_val": TaskSource("vqav2/vqav2_val.yaml", "VQAv2"),
     "vqav2_test": TaskSource("vqav2/vqav2_test.yaml", "VQAv2"),
-    "scienceqa_img": TaskSource("scienceqa/scienceqa_img.yaml", "ScienceQA"),
+    "scienceqa_img_llava15": TaskSource(
+        "scienceqa/scienceqa_img.yaml",
+        "ScienceQA",
+        functions=(("process_results", f"{RULES}.sqa_process_results"),),
+    ),
     "textvqa_val_llava15": TaskSource(
         "textvqa/textvqa_val.yaml",
         "textvqa",
@@ -62,10 +75,17 @@ TASKS: dict[str, TaskSource] = {
                 {"default": {"pre_prompt": "", "post_prompt": LLAVA15_SHORT_ANSWER, "ocr": True}},
             ),
         ),
+        functions=(("doc_to_text", f"{RULES}.textvqa_doc_to_text"),),
     ),
-    "pope_adv": TaskSource("pope/pope_adv.yaml", "POPE"),
-    "pope_pop": TaskSource("pope/pope_pop.yaml", "POPE"),
-    "pope_random": TaskSource("pope/pope_random.yaml", "POPE"),
+    "pope_adv_llava15": TaskSource(
+        "pope/pope_adv.yaml", "POPE", functions=(("process_results", f"{RULES}.pope_process_results"),)
+    ),
+    "pope_pop_llava15": TaskSource(
+        "pope/pope_pop.yaml", "POPE", functions=(("process_results", f"{RULES}.pope_process_results"),)
+    ),
+    "pope_random_llava15": TaskSource(
+        "pope/pope_random.yaml", "POPE", functions=(("process_results", f"{RULES}.pope_process_results"),)
+    ),
     "mme": TaskSource("mme/mme.yaml", "MME"),
     "mmbench_en_dev_static": TaskSource("mmbench/mmbench_en_dev_static.yaml", "MMBench"),
     "mmbench_en_test": TaskSource("mmbench/mmbench_en_test.yaml", "MMBench"),
@@ -73,7 +93,7 @@ TASKS: dict[str, TaskSource] = {
 }
 """Leaf tasks, by their lmms-eval name (ours where an override is needed)."""
 
-GROUPS: dict[str, tuple[str, ...]] = {"pope_llava15": ("pope_adv", "pope_pop", "pope_random")}
+GROUPS: dict[str, tuple[str, ...]] = {"pope_llava15": ("pope_adv_llava15", "pope_pop_llava15", "pope_random_llava15")}
 """Groups whose score is the plain mean of their tasks' (the paper's POPE: F1 over three splits)."""
 GROUP_METRIC = {"pope_llava15": "pope_f1_score"}
 
@@ -99,9 +119,9 @@ BENCHMARKS: dict[str, Benchmark] = {
     for b in (
         Benchmark("vqav2", "VQAv2", ("vqav2_val", "vqav2_test"), ("vqav2_val",), "exact_match", 100.0,
                   "val accuracy here; the paper's test-dev number comes from EvalAI (submissions/vqav2-test-submission-*.json)"),
-        Benchmark("sqa", "SQA-IMG", ("scienceqa_img",), ("scienceqa_img",), "exact_match", 100.0),
+        Benchmark("sqa", "SQA-IMG", ("scienceqa_img_llava15",), ("scienceqa_img_llava15",), "exact_match", 100.0),
         Benchmark("textvqa", "TextVQA", ("textvqa_val_llava15",), ("textvqa_val_llava15",), "exact_match", 100.0),
-        Benchmark("pope", "POPE", ("pope_llava15",), ("pope_adv", "pope_pop", "pope_random"), "pope_f1_score", 100.0,
+        Benchmark("pope", "POPE", ("pope_llava15",), ("pope_adv_llava15", "pope_pop_llava15", "pope_random_llava15"), "pope_f1_score", 100.0,
                   "F1 averaged over the adversarial, popular and random splits"),
         Benchmark("mme", "MME", ("mme",), ("mme",), "mme_perception_score", 1.0, "perception score"),
         Benchmark("mmbench", "MMBench", ("mmbench_en_dev_static", "mmbench_en_test"), ("mmbench_en_dev_static",),
@@ -166,7 +186,7 @@ def write_task_yamls(out_dir: str | Path, local_data: str | Path | None = None) 
             include = builtin / source.builtin_yaml
             if not include.is_file():
                 raise FileNotFoundError(f"lmms-eval has no {source.builtin_yaml} (expected lmms-eval 0.7.3)")
-            if not suffix and not source.overrides:
+            if not suffix and not source.overrides and not source.functions:
                 continue  # the built-in task is used as it is
             body: dict[str, object] = {"include": str(include), "task": task + suffix, **dict(source.overrides)}
             if data_root is not None:
@@ -175,7 +195,9 @@ def write_task_yamls(out_dir: str | Path, local_data: str | Path | None = None) 
                     continue  # this benchmark has no local copy; its scripts say so when asked for it
                 body["dataset_path"] = str(repo)
                 body.update(dict(source.local_overrides))
-            (out_dir / f"{task}{suffix}.yaml").write_text(yaml.safe_dump(body, sort_keys=False))
+            text = yaml.safe_dump(body, sort_keys=False)
+            text += "".join(f"{key}: !function {function}\n" for key, function in source.functions)
+            (out_dir / f"{task}{suffix}.yaml").write_text(text)
         for group, members in GROUPS.items():
             body = {
                 "group": group + suffix,

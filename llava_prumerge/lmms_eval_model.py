@@ -25,7 +25,9 @@ process loads its own copy on ``cuda:{local rank}`` and lmms-eval splits the req
 Per request the number of visual tokens fed to the language model is recorded
 (``visual_token_records``) and, when ``visual_token_log`` is set, appended to that JSONL file
 (one line per sample: task, doc_id, visual_tokens per image); :mod:`llava_prumerge.results`
-turns it into per-task mean/min/max next to the scores.
+turns it into per-task mean/min/max next to the scores. Beside the log, ``run_settings.json``
+records what produced the results: the full resolved :class:`TokenReductionConfig`, the
+checkpoint or the adapter (with its ``base_model.json``), dtype, batch size and process count.
 """
 
 from __future__ import annotations
@@ -42,12 +44,13 @@ from loguru import logger
 from PIL import Image
 from tqdm import tqdm
 
-from .checkpoints import TOKEN_REDUCTION_FILE, load_finetuned
+from .checkpoints import BASE_MODEL_FILE, TOKEN_REDUCTION_FILE, load_finetuned
 from .config import TokenReductionConfig
 from .config import resolve_reduction as resolve_config
 from .conversation import IMAGE_TOKEN, generation_prompt
 from .images import pad_to_square
 from .modeling import LlavaPruMergeForConditionalGeneration
+from .results import RUN_SETTINGS_FILE
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -177,11 +180,38 @@ class LlavaPruMerge(lmms):
             # One log per lmms-eval invocation: a re-run into the same folder starts it afresh.
             self.visual_token_log.parent.mkdir(parents=True, exist_ok=True)
             self.visual_token_log.write_text("")
+        self.run_settings = self._run_settings(pretrained, adapter, torch_dtype, attn_implementation)
+        if self.visual_token_log is not None and self._rank == 0:
+            settings_path = self.visual_token_log.parent / RUN_SETTINGS_FILE
+            settings_path.write_text(json.dumps(self.run_settings, indent=2) + "\n")
         self._warned_sampling = False
         logger.info(
             f"llava_prumerge: {self.pretrained} on {self._device} ({torch_dtype}), "
             f"reduction {self._model.token_reduction.to_dict()}, batch size {self.batch_size_per_gpu}"
         )
+
+    def _run_settings(
+        self, pretrained: str, adapter: str | None, dtype: torch.dtype, attn_implementation: str | None
+    ) -> dict[str, Any]:
+        """What produced this run's answers: the resolved reduction, the model, the adapter and its base."""
+        from . import __version__
+
+        base_model = None
+        if adapter and (Path(adapter) / BASE_MODEL_FILE).is_file():
+            base_model = json.loads((Path(adapter) / BASE_MODEL_FILE).read_text())
+        return {
+            "token_reduction": self._model.token_reduction.to_dict(),
+            "pretrained": None if adapter else pretrained,
+            "adapter": str(Path(adapter).resolve()) if adapter else None,
+            "base_model": base_model,
+            "dtype": str(dtype).removeprefix("torch."),
+            "attn_implementation": attn_implementation,
+            "batch_size": self.batch_size_per_gpu,
+            "processes": self._world_size,
+            "image_aspect_ratio": self.image_aspect_ratio,
+            "max_new_tokens": self.max_new_tokens,
+            "llava_prumerge_version": __version__,
+        }
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> LlavaPruMerge:

@@ -25,6 +25,9 @@ from typing import Any
 from .eval_tasks import BENCHMARKS
 
 LOCAL_SUFFIX = "_local"
+RUN_SETTINGS_FILE = "run_settings.json"
+"""Written by the lmms-eval model beside its visual-token log: the full resolved reduction and the
+model behind the results (:class:`llava_prumerge.lmms_eval_model.LlavaPruMerge`)."""
 RESULTS_FILE = re.compile(r"^\d{8}_\d{6}_results\.json$")
 """lmms-eval's results file name (``<YYYYmmdd_HHMMSS>_results.json``); tasks' own files differ."""
 
@@ -53,6 +56,17 @@ class RunResults:
     """task → {doc_id: visual tokens fed to the LLM for that sample (all its images)}."""
     model_args: dict[str, str] = field(default_factory=dict)
     """task → the ``--model_args`` string that produced it."""
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """task → the model's ``run_settings.json`` (resolved reduction, checkpoint, adapter, base)."""
+
+    def settings_for(self, tasks: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:
+        """The distinct settings behind ``tasks`` (more than one: the benchmark mixes runs)."""
+        distinct: list[dict[str, Any]] = []
+        for task in tasks:
+            value = self.settings.get(task)
+            if value is not None and value not in distinct:
+                distinct.append(value)
+        return distinct
 
     def token_stats(self, tasks: tuple[str, ...] | list[str]) -> dict[str, float] | None:
         counts = [c for t in tasks for c in self.visual_tokens.get(t, {}).values()]
@@ -101,6 +115,32 @@ def read_token_logs(folder: str | Path) -> dict[str, dict[int, list[int]]]:
     return tokens
 
 
+def read_run_settings(folder: str | Path) -> dict[str, dict[str, Any]]:
+    """task → the ``run_settings.json`` written beside the visual-token logs that hold the task.
+
+    Like the logs, a newer folder's tasks replace an older one's.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    files = sorted(Path(folder).rglob(RUN_SETTINGS_FILE), key=lambda p: (p.stat().st_mtime, str(p)))
+    for path in files:
+        try:
+            settings = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from error
+        for task in read_token_logs(path.parent):
+            found[task] = settings
+    return found
+
+
+def describe_settings(settings: dict[str, Any]) -> str:
+    """One line: the reduction's fields and the model it ran on."""
+    reduction = ", ".join(f"{k}={v}" for k, v in settings.get("token_reduction", {}).items() if v is not None)
+    model = settings.get("adapter") or settings.get("pretrained")
+    base = settings.get("base_model") or {}
+    base_name = base.get("model_name_or_path") or base.get("language_model")
+    return f"{reduction}; model {model}" + (f" (base {base_name})" if base_name else "")
+
+
 def load_run(folder: str | Path, label: str | None = None) -> RunResults:
     """Read every results file and visual-token log below ``folder`` (newest wins per task)."""
     folder = Path(folder)
@@ -125,6 +165,7 @@ def load_run(folder: str | Path, label: str | None = None) -> RunResults:
                 run.samples[name] = int(data["n-samples"][task].get("effective", 0))
     for task, docs in read_token_logs(folder).items():
         run.visual_tokens[task] = {doc_id: sum(images) for doc_id, images in docs.items()}
+    run.settings = read_run_settings(folder)
     return run
 
 
@@ -183,6 +224,7 @@ def build_table(runs: list[RunResults], baseline: str | None = None) -> tuple[li
                 "samples": tokens["samples"] if tokens else None,
                 "delta_score": None,
                 "delta_visual_tokens": None,
+                "settings": json.dumps(run.settings_for(BENCHMARKS[name].score_tasks)),
             }
             if base is not None and cell is not None:
                 if cell.score is not None and base.score is not None:
@@ -226,6 +268,17 @@ def to_markdown(titles: list[str], rows: list[dict[str, Any]], baseline: str | N
         if BENCHMARKS[b].title in titles and BENCHMARKS[b].note
     ]
     lines += ["", "Cells: score (mean visual tokens per sample)."] + notes
+    lines += ["", "Settings (each run's run_settings.json):", ""]
+    for run in runs:
+        distinct = []
+        for row in rows:
+            if row["run"] == run:
+                for settings in json.loads(row.get("settings") or "[]"):
+                    if settings not in distinct:
+                        distinct.append(settings)
+        described = "; ".join(describe_settings(s) for s in distinct) if distinct else "not recorded"
+        mixed = " **(benchmarks ran with different settings)**" if len(distinct) > 1 else ""
+        lines.append(f"- {run}: {described}{mixed}")
     return "\n".join(lines) + "\n"
 
 
@@ -276,6 +329,10 @@ def check_run(folder: str | Path, tasks: list[str], since: float) -> dict[str, A
     summary = {}
     for task in found:
         name = canonical_task(task)
-        summary[task] = {"metrics": run.metrics.get(name, {}), "visual_tokens": run.token_stats([name])}
+        summary[task] = {
+            "metrics": run.metrics.get(name, {}),
+            "visual_tokens": run.token_stats([name]),
+            "settings": run.settings.get(name),
+        }
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

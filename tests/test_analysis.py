@@ -128,7 +128,9 @@ def test_histograms_from_records_and_from_a_dataset(tmp_path):
         json.dumps({"task": "mme_local", "doc_id": 0, "visual_tokens": [10]}) + "\n"
         + json.dumps({"task": "mme_local", "doc_id": 1, "visual_tokens": [20, 30]}) + "\n"
     )  # fmt: skip
-    (run / "visual_tokens_rank1.jsonl").write_text(json.dumps({"task": "pope_adv", "doc_id": 0, "visual_tokens": [60]}))
+    (run / "visual_tokens_rank1.jsonl").write_text(
+        json.dumps({"task": "pope_adv_llava15", "doc_id": 0, "visual_tokens": [60]})
+    )
     out = run_script(
         "scripts/visualize.py", "histogram", "--counts", str(tmp_path / "run"), "--output", str(tmp_path / "c.png")
     )

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from llava_prumerge.config import spatial_grid_for
+from llava_prumerge.config import TokenReductionConfig, spatial_grid_for
 from llava_prumerge.eval_tasks import BENCHMARKS, GROUPS, task_names, write_task_yamls
 from llava_prumerge.images import pad_to_square
 from llava_prumerge.results import build_table, check_run, load_run, log_to_wandb, to_csv, to_markdown
@@ -141,6 +141,49 @@ def test_spatial_grid_for_a_budget(budget, grid):
     assert spatial_grid_for(budget) == grid  # Table 4 uses 5x8 at 40 tokens and 4x4 at 16
 
 
+@pytest.mark.parametrize(
+    "answer, parsed",
+    [
+        ("Yes", "yes"),
+        ("yes", "yes"),
+        ("Yes, there is a dog in the image.", "yes"),  # lmms-eval's exact match counts this as neither
+        ("No", "no"),
+        ("No, there is no dog.", "no"),
+        ("There is not a dog.", "no"),
+        ("I see a dog. There is no cat.", "yes"),  # only the first sentence is read
+        ("Nope", "yes"),  # LLaVA's rule: anything without No/not/no is a yes
+    ],
+)
+def test_pope_answers_are_parsed_as_llava_eval_pope(answer, parsed):
+    from llava_prumerge.eval_rules import llava_pope_answer, pope_process_results
+
+    assert llava_pope_answer(answer) == parsed
+    doc = {"question_id": 7, "answer": "no"}
+    assert pope_process_results(doc, [answer])["pope_f1_score"]["score"] == float(parsed == "no")
+
+
+@pytest.mark.parametrize(
+    "prediction, letter",
+    [("B", "B"), ("B. a plant", "B"), ("The answer is C.", "C"), ("b", None), ("E", None), ("B.", None), ("", None)],
+)
+def test_sqa_letters_are_read_as_llava_eval_science_qa(prediction, letter):
+    from llava_prumerge.eval_rules import llava_sqa_letter, sqa_process_results
+
+    assert llava_sqa_letter(prediction, 4) == letter
+    doc = {"choices": ["w", "x", "y", "z"], "answer": 1}  # B
+    assert sqa_process_results(doc, [prediction])["exact_match"] == float(letter == "B")
+
+
+def test_textvqa_question_is_not_recased():
+    from llava_prumerge.eval_rules import textvqa_doc_to_text
+
+    doc = {"question": "what does the NASA sign say?", "ocr_tokens": ["NASA", "exit"]}
+    kwargs = {"pre_prompt": "", "post_prompt": "\nAnswer the question using a single word or phrase.", "ocr": True}
+    assert textvqa_doc_to_text(doc, kwargs) == (
+        "what does the NASA sign say?\nReference OCR token: NASA, exit\nAnswer the question using a single word or phrase."
+    )
+
+
 def test_task_yamls_only_change_the_data_source(tiny, tmp_path):
     import yaml
 
@@ -149,9 +192,17 @@ def test_task_yamls_only_change_the_data_source(tiny, tmp_path):
     assert set(local) == {"include", "task", "dataset_path"}
     assert local["include"].endswith("lmms_eval/tasks/mme/mme.yaml") and Path(local["include"]).is_file()
     assert local["dataset_path"] == str((tiny["data"] / "MME").resolve())
-    textvqa = yaml.safe_load((tmp_path / "textvqa_val_llava15.yaml").read_text())
+    loader = type("TaskLoader", (yaml.SafeLoader,), {})
+    loader.add_constructor("!function", lambda load, node: ("function", load.construct_scalar(node)))
+    textvqa = yaml.load((tmp_path / "textvqa_val_llava15.yaml").read_text(), Loader=loader)
     assert textvqa["lmms_eval_specific_kwargs"]["default"]["ocr"] is True  # LLaVA-1.5's OCR-token prompt
+    assert textvqa["doc_to_text"] == ("function", "llava_prumerge.eval_rules.textvqa_doc_to_text")
     assert "dataset_path" not in textvqa  # the Hub task
+    for task in GROUPS["pope_llava15"]:
+        pope = yaml.load((tmp_path / f"{task}.yaml").read_text(), Loader=loader)
+        assert pope["process_results"] == ("function", "llava_prumerge.eval_rules.pope_process_results")
+    sqa = yaml.load((tmp_path / "scienceqa_img_llava15_local.yaml").read_text(), Loader=loader)
+    assert sqa["process_results"] == ("function", "llava_prumerge.eval_rules.sqa_process_results")
     group = yaml.safe_load((tmp_path / "pope_llava15_local.yaml").read_text())
     assert group["task"] == [t + "_local" for t in GROUPS["pope_llava15"]]
     assert task_names("pope", local=True) == ["pope_llava15_local"]
@@ -160,7 +211,7 @@ def test_task_yamls_only_change_the_data_source(tiny, tmp_path):
 # ----------------------------------------------------------------------------------------------
 # The real CLI, every benchmark script
 # ----------------------------------------------------------------------------------------------
-def test_every_benchmark_script_writes_its_metrics(all_benchmarks):
+def test_every_benchmark_script_writes_its_metrics(tiny, all_benchmarks):
     output, stdout = all_benchmarks
     run = load_run(output)
     for name, benchmark in BENCHMARKS.items():
@@ -182,10 +233,16 @@ def test_every_benchmark_script_writes_its_metrics(all_benchmarks):
     assert f"kept_tokens.png: {images} images" in stdout and images > 40
     with Image.open(output / "kept_tokens.png") as figure:
         assert figure.size == (600, 320)
+    # every benchmark folder records the full resolved reduction and the model behind its results
+    for name in BENCHMARKS:
+        settings = json.loads((output / name / "run_settings.json").read_text())
+        assert settings["token_reduction"] == TokenReductionConfig().to_dict()
+        assert settings["pretrained"] == str(tiny["model"]) and settings["adapter"] is None
+    assert "- prumerge: method=prumerge, knn=32, iqr_scale=1.5, scope=image, merge=sum" in table
     # the prompts are lmms-eval's own, with LLaVA-1.5's OCR tokens for TextVQA
     records = samples(output)
     assert "\nReference OCR token: Text, Image, Processing\n" in records[("textvqa_val_llava15", 0)]["input"]
-    assert records[("scienceqa_img", 0)]["input"].endswith(
+    assert records[("scienceqa_img_llava15", 0)]["input"].endswith(
         "Answer with the option's letter from the given choices directly."
     )
 
@@ -221,7 +278,11 @@ def test_recorded_visual_tokens_are_what_the_model_keeps(tiny, all_benchmarks):
     model = LlavaPruMergeForConditionalGeneration.from_pretrained(tiny["model"]).eval()
     processor = AutoProcessor.from_pretrained(tiny["model"])
     expected_all = []
-    for split, task in (("adversarial", "pope_adv"), ("popular", "pope_pop"), ("random", "pope_random")):
+    for split, task in (
+        ("adversarial", "pope_adv_llava15"),
+        ("popular", "pope_pop_llava15"),
+        ("random", "pope_random_llava15"),
+    ):
         docs = load_dataset(str(tiny["data"] / "POPE"), "Full", split=split)
         images = pad_to_square([doc["image"] for doc in docs], processor)
         with torch.no_grad():
@@ -232,8 +293,8 @@ def test_recorded_visual_tokens_are_what_the_model_keeps(tiny, all_benchmarks):
         expected_all += lengths.tolist()
     assert len(set(expected_all)) > 1  # adaptive: the count follows the image
     summary = json.loads((output / "pope" / "summary.json").read_text())
-    adv = [n for n in run.visual_tokens["pope_adv"].values()]
-    assert summary["pope_adv_local"]["visual_tokens"] == {
+    adv = [n for n in run.visual_tokens["pope_adv_llava15"].values()]
+    assert summary["pope_adv_llava15_local"]["visual_tokens"] == {
         "mean": sum(adv) / len(adv), "min": min(adv), "max": max(adv), "samples": len(adv)
     }  # fmt: skip
     assert f"visual tokens mean {sum(adv) / len(adv):.1f}" in stdout
@@ -282,23 +343,28 @@ def test_table_matches_a_hand_computed_table(tmp_path):
     write_fixture_run(
         tmp_path / "base",
         {
-            "pope_adv_local": {"pope_f1_score": 0.80, "pope_accuracy": 0.5},
-            "pope_pop_local": {"pope_f1_score": 0.90},
-            "pope_random_local": {"pope_f1_score": 0.85},
+            "pope_adv_llava15_local": {"pope_f1_score": 0.80, "pope_accuracy": 0.5},
+            "pope_pop_llava15_local": {"pope_f1_score": 0.90},
+            "pope_random_llava15_local": {"pope_f1_score": 0.85},
             "mme_local": {"mme_perception_score": 1500.5, "mme_cognition_score": 300.0},
-            "scienceqa_img_local": {"exact_match": 0.5},
+            "scienceqa_img_llava15_local": {"exact_match": 0.5},
         },
-        {"pope_adv_local": [576, 576], "pope_pop_local": [576], "pope_random_local": [576], "mme_local": [576] * 4},
+        {
+            "pope_adv_llava15_local": [576, 576],
+            "pope_pop_llava15_local": [576],
+            "pope_random_llava15_local": [576],
+            "mme_local": [576] * 4,
+        },
     )
     write_fixture_run(
         tmp_path / "pm",
         {
-            "pope_adv": {"pope_f1_score": 0.70},
-            "pope_pop": {"pope_f1_score": 0.80},
-            "pope_random": {"pope_f1_score": 0.75},
+            "pope_adv_llava15": {"pope_f1_score": 0.70},
+            "pope_pop_llava15": {"pope_f1_score": 0.80},
+            "pope_random_llava15": {"pope_f1_score": 0.75},
             "mme": {"mme_perception_score": 1350.25},
         },
-        {"pope_adv": [30, 40], "pope_pop": [35], "pope_random": [35], "mme": [40, 41, 39, 44]},
+        {"pope_adv_llava15": [30, 40], "pope_pop_llava15": [35], "pope_random_llava15": [35], "mme": [40, 41, 39, 44]},
     )
     # an older results file in the same run is superseded by the newer one above
     older = tmp_path / "pm" / "old"
@@ -322,6 +388,36 @@ def test_table_matches_a_hand_computed_table(tmp_path):
     assert float(pope["delta_score"]) == pytest.approx(-10.0)
     with pytest.raises(ValueError, match="baseline 'nope'"):
         build_table(runs, baseline="nope")
+
+
+def test_table_names_the_settings_behind_each_run(tmp_path):
+    """Each run's resolved reduction and model (``run_settings.json``) reach the table; a run whose
+    benchmarks ran with different reductions is flagged."""
+    from llava_prumerge.results import RUN_SETTINGS_FILE
+
+    pm = {"token_reduction": {"method": "prumerge", "knn": 32, "budget": None}, "pretrained": "llava-hf/x"}
+    write_fixture_run(tmp_path / "pm" / "mme", {"mme": {"mme_perception_score": 1.0}}, {"mme": [40]})
+    (tmp_path / "pm" / "mme" / RUN_SETTINGS_FILE).write_text(json.dumps(pm))
+    lora = {"token_reduction": {"method": "prumerge_plus", "budget": 64}, "adapter": "/runs/lora", "pretrained": None,
+            "base_model": {"model_name_or_path": "llava-hf/x"}}  # fmt: skip
+    write_fixture_run(tmp_path / "mixed" / "mme", {"mme": {"mme_perception_score": 1.0}}, {"mme": [40]})
+    (tmp_path / "mixed" / "mme" / RUN_SETTINGS_FILE).write_text(json.dumps(pm))
+    write_fixture_run(tmp_path / "mixed" / "sqa", {"scienceqa_img_llava15": {"exact_match": 0.5}}, {})
+    (tmp_path / "mixed" / "sqa" / "visual_tokens.jsonl").write_text(
+        json.dumps({"task": "scienceqa_img_llava15", "doc_id": 0, "visual_tokens": [64]}) + "\n"
+    )
+    (tmp_path / "mixed" / "sqa" / RUN_SETTINGS_FILE).write_text(json.dumps(lora))
+    runs = [load_run(tmp_path / "pm"), load_run(tmp_path / "mixed")]
+    assert runs[0].settings == {"mme": pm}
+    titles, rows = build_table(runs)
+    lines = to_markdown(titles, rows).splitlines()
+    assert "- pm: method=prumerge, knn=32; model llava-hf/x" in lines
+    assert (
+        "- mixed: method=prumerge_plus, budget=64; model /runs/lora (base llava-hf/x); method=prumerge, knn=32; "
+        "model llava-hf/x **(benchmarks ran with different settings)**"  # in Table 1's order: SQA, then MME
+    ) in lines
+    table = list(csv.DictReader(io.StringIO(to_csv(rows))))
+    assert json.loads(next(r for r in table if (r["run"], r["benchmark"]) == ("pm", "MME"))["settings"]) == [pm]
 
 
 def test_table_is_logged_to_wandb_offline(tmp_path):
