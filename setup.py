@@ -34,8 +34,9 @@ EXTRAS = {
     "dev": [
         "pytest==9.2.0",
         "ruff==0.17.6",
-        # the real Llama-2 / Vicuna-v1.5 SentencePiece tokenizer in tests (shared/fixtures)
-        "sentencepiece==0.2.3",
+        # the real Llama-2 / Vicuna-v1.5 SentencePiece tokenizer in tests (shared/fixtures). 0.2.1: the
+        # generated proto module of 0.2.2+ needs protobuf >= 7, and wandb 0.25 needs protobuf < 7
+        "sentencepiece==0.2.1",
         "protobuf==6.33.6",
     ],
 }

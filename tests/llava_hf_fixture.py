@@ -8,13 +8,10 @@ per image); the model has LLaVA-1.5's layout at the true 24 x 24 patch grid but 
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from unittest import mock
 
 import torch
 from tokenizers import AddedToken
@@ -51,38 +48,14 @@ def sentencepiece_model_path() -> Path:
     return SENTENCEPIECE_MODEL
 
 
-@contextmanager
-def _sentencepiece_proto():
-    """Let transformers parse the ``.model`` proto even when sentencepiece's own generated module does
-    not import (sentencepiece 0.2.3's ``sentencepiece_model_pb2`` needs protobuf >= 7.36.1 at runtime).
-
-    transformers ships the same ``ModelProto`` schema (``sentencepiece_model_pb2_new``); only the
-    module that parses the file changes, the conversion to the fast tokenizer is transformers' own.
-    """
-    try:
-        from sentencepiece import sentencepiece_model_pb2  # noqa: F401
-    except Exception:  # protobuf's VersionError, or sentencepiece not installed
-        usable = False
-    else:
-        usable = True
-    if usable:
-        yield
-        return
-    from transformers.utils import sentencepiece_model_pb2_new
-
-    convert = importlib.import_module("transformers.convert_slow_tokenizer")
-    with mock.patch.object(convert, "import_protobuf", lambda *args, **kwargs: sentencepiece_model_pb2_new):
-        yield
-
-
 def build_llava_tokenizer():
     """Vicuna-v1.5's tokenizer (``legacy: false``) plus llava-hf's ``<image>`` (32000) and ``<pad>`` (32001)."""
     with tempfile.TemporaryDirectory() as scratch:
         shutil.copyfile(sentencepiece_model_path(), Path(scratch) / "tokenizer.model")
-        config = {"tokenizer_class": "LlamaTokenizer", "legacy": False}
+        # llava-hf's tokenizer_config.json; without add_bos_token transformers 5.24 builds it adding no <s>
+        config = {"tokenizer_class": "LlamaTokenizer", "legacy": False, "add_bos_token": True, "add_eos_token": False}
         (Path(scratch) / "tokenizer_config.json").write_text(json.dumps(config))
-        with _sentencepiece_proto():
-            tokenizer = AutoTokenizer.from_pretrained(scratch)
+        tokenizer = AutoTokenizer.from_pretrained(scratch)
     if len(tokenizer) != 32000:
         raise AssertionError(f"expected the 32,000 pieces of Llama 2, got {len(tokenizer)}")
     tokenizer.add_tokens([AddedToken("<image>", special=True, normalized=False)], special_tokens=True)
