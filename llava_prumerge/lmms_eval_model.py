@@ -33,6 +33,7 @@ checkpoint or the adapter (with its ``base_model.json``), dtype, batch size and 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -124,13 +125,16 @@ class LlavaPruMerge(lmms):
             )
         if image_aspect_ratio not in ("pad", "crop"):
             raise ValueError(f"llava_prumerge: image_aspect_ratio={image_aspect_ratio!r}: expected 'pad' or 'crop'")
-        from accelerate import Accelerator
-
-        self.accelerator = Accelerator()
+        # The process layout as lmms-eval's evaluator reads it (RANK / WORLD_SIZE / LOCAL_RANK from the
+        # launcher); accelerate's own state reports one process for a CPU launch, whose ranks would
+        # then share (and truncate) one visual-token log.
+        self._rank = int(os.environ.get("RANK", 0))
+        self._world_size = int(os.environ.get("WORLD_SIZE", 1))
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
         if device in (None, "", "None"):
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if self.accelerator.num_processes > 1 and str(device).startswith("cuda"):
-            device = f"cuda:{self.accelerator.local_process_index}"
+        if self._world_size > 1 and str(device) == "cuda":
+            device = f"cuda:{local_rank}"
         self._device = torch.device(device)
         if dtype == "auto":
             torch_dtype = torch.float16 if self._device.type == "cuda" else torch.float32
@@ -168,8 +172,6 @@ class LlavaPruMerge(lmms):
         self.max_new_tokens = None if max_new_tokens in (None, "", "None") else int(max_new_tokens)
         self.image_aspect_ratio = image_aspect_ratio
         self.pretrained = adapter or pretrained
-        self._rank = self.accelerator.process_index
-        self._world_size = self.accelerator.num_processes
         self.visual_token_records: list[dict[str, Any]] = []
         self.visual_token_log = Path(visual_token_log) if visual_token_log else None
         if self.visual_token_log is not None and self._world_size > 1:

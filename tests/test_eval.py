@@ -300,6 +300,44 @@ def test_recorded_visual_tokens_are_what_the_model_keeps(tiny, all_benchmarks):
     assert f"visual tokens mean {sum(adv) / len(adv):.1f}" in stdout
 
 
+def test_two_processes_give_the_answers_and_token_logs_of_one(tiny, all_benchmarks):
+    """``NUM_GPUS=2`` (accelerate, two CPU processes, the scripts' default batch size 1) against the
+    one-process batch-4 run: the same answer per sample and the same merged visual-token logs."""
+    output, _ = all_benchmarks
+    parallel = tiny["root"] / "runs" / "two-processes"
+    env = {k: v for k, v in {**tiny["env"], "NUM_GPUS": "2"}.items()}
+    result = subprocess.run(
+        ["bash", "scripts/eval/pope.sh"],
+        cwd=ROOT,
+        env={
+            **env,
+            "MODEL": str(tiny["model"]),
+            "LOCAL_DATA": str(tiny["data"]),
+            "OUTPUT": str(parallel),
+            "DEVICE": "cpu",
+            "MAX_NEW_TOKENS": "6",
+        },  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    settings = json.loads((parallel / "pope" / "run_settings.json").read_text())
+    assert (settings["batch_size"], settings["processes"]) == (1, 2)  # the paper's batch size by default
+    assert sorted(p.name for p in (parallel / "pope").glob("visual_tokens*.jsonl")) == [
+        "visual_tokens.rank0.jsonl",
+        "visual_tokens.rank1.jsonl",
+    ]
+    one, two = samples(output / "pope"), samples(parallel / "pope")
+    assert set(one) == set(two) and len(one) == 12
+    for key in one:
+        assert two[key]["filtered_resps"] == one[key]["filtered_resps"], key
+    pope_tasks = [t for t in load_run(output).visual_tokens if t.startswith("pope_")]
+    assert {t: load_run(parallel).visual_tokens[t] for t in pope_tasks} == {
+        t: load_run(output).visual_tokens[t] for t in pope_tasks
+    }
+
+
 def test_a_failing_evaluation_fails_the_script(tiny, tmp_path):
     result = run_script(tiny, "mme.sh", tmp_path / "run", MODEL=str(tmp_path / "no-such-model"))
     assert result.returncode != 0

@@ -9,7 +9,8 @@
 #                  unless REDUCTION/BUDGET are set                 (none)
 #   REDUCTION      method, YAML path or configs/reduction/ name    (PruMerge, or the adapter's)
 #   BUDGET         exact visual tokens per image                   (adaptive)
-#   BATCH_SIZE     per-process batch size                          (16)
+#   BATCH_SIZE     per-process batch size: 1 is the paper's protocol; 16 the fast mode,  (1)
+#                  whose fp16 answers can differ (scripts/eval/batch_consistency.py measures it)
 #   NUM_GPUS       data-parallel processes (accelerate launch)     (1)
 #   OUTPUT         run folder; each benchmark writes OUTPUT/<benchmark>/   (outputs/eval/<setting>)
 #   LOCAL_DATA     folder of local dataset copies, one per Hub repo (eval/README.md)   (Hub)
@@ -25,7 +26,7 @@ MODEL="${MODEL:-llava-hf/llava-1.5-7b-hf}"
 ADAPTER="${ADAPTER:-}"
 REDUCTION="${REDUCTION:-}"
 BUDGET="${BUDGET:-}"
-BATCH_SIZE="${BATCH_SIZE:-16}"
+BATCH_SIZE="${BATCH_SIZE:-1}"
 NUM_GPUS="${NUM_GPUS:-1}"
 LOCAL_DATA="${LOCAL_DATA:-}"
 if [ -z "${OUTPUT:-}" ]; then
