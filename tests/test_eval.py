@@ -487,3 +487,14 @@ def test_malformed_visual_token_log_is_named(tmp_path):
         handle.write('{"task": "mme"}\n')
     with pytest.raises(ValueError, match=r"visual_tokens.jsonl:2: malformed"):
         load_run(tmp_path / "run")
+
+
+def test_batch_consistency_script_compares_batch_one_with_batched(tiny):
+    """On the CPU in float32 the batched answers equal batch size 1 (as the model's own tests show)."""
+    command = [os.sys.executable, "scripts/eval/batch_consistency.py", "--model", str(tiny["model"])]
+    command += ["--prompts", "6", "--batch-size", "3", "--max-new-tokens", "4", "--device", "cpu"]
+    result = subprocess.run(command, cwd=ROOT, env=tiny["env"], capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "batch 1 vs batch 3, 6 prompts" in result.stdout
+    assert "identical answers: 6/6 (100.0%)" in result.stdout
+    assert "identical visual-token counts: 6/6 (100.0%)" in result.stdout
