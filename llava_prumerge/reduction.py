@@ -109,47 +109,71 @@ def _descending_rank(scores: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(order).scatter_(1, order, ranks)
 
 
-def _selection_keys(scores: torch.Tensor, config: TokenReductionConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sort keys ``[B, N]`` and the attention-selected count ``[B]``.
-
-    Kept patches get their output position's key, others ``_NOT_KEPT``: sorting by these keys
-    lists every image's kept patches first, in output order: attention selections by descending
-    attention, then (PruMerge+) spatial samples by ascending index.
-    """
+def attentive_count(scores: torch.Tensor, config: TokenReductionConfig) -> torch.Tensor:
+    """Patches chosen by attention per image ``[B]``: the IQR outliers (Sec. 3.2, at least
+    ``min_keep``), or what a fixed budget leaves (PruMerge's budget counts its summary token)."""
     batch, n = scores.shape
-    device = scores.device
-    rank = _descending_rank(scores)
-    patch = torch.arange(n, device=device).expand(batch, n)
-    not_kept = torch.full_like(rank, _NOT_KEPT)
-
-    if config.method == "prumerge_plus" and config.budget is not None:
-        total = config.budget - 1
-        attentive = max(1, (total + 2) // 4)  # round(total / 4): the adaptive method's 1 : 3 split
-        samples = total - attentive
-        selected = rank < attentive
-        keys = torch.where(selected, rank, not_kept)
-        if samples:
-            # Non-selected patches in ascending index order, then `samples` of them evenly spaced.
-            unselected = torch.where(selected, patch + n, patch).argsort(dim=1)[:, : n - attentive]
-            pick = (2 * torch.arange(samples, device=device) + 1) * (n - attentive) // (2 * samples)
-            sampled = unselected[:, pick]
-            keys = keys.scatter(1, sampled, sampled + n)
-        return keys, torch.full((batch,), attentive, device=device)
-
-    if config.budget is not None:
-        count = config.budget - 1 if config.method == "prumerge" else config.budget
-        count = torch.full((batch,), count, device=device)
-    else:
-        count = outlier_count(scores, config.iqr_scale, config.scope).clamp(min=config.min_keep, max=n)
-    selected = rank < count[:, None]
-    keys = torch.where(selected, rank, not_kept)
-
+    if config.budget is None:
+        return outlier_count(scores, config.iqr_scale, config.scope).clamp(min=config.min_keep, max=n)
     if config.method == "prumerge_plus":
-        # Spec Sec. 3: step = ⌊N/m⌋, stride = max(⌊step/3⌋, 1), candidates 0, stride, ... < N-1.
-        stride = (n // count // 3).clamp(min=1)
-        candidate = (patch % stride[:, None] == 0) & (patch < n - 1) & ~selected
-        keys = torch.where(candidate, patch + n, keys)
-    return keys, count
+        return torch.full((batch,), plus_budget_split(config.budget)[0], device=scores.device)
+    count = config.budget - 1 if config.method == "prumerge" else config.budget
+    return torch.full((batch,), count, device=scores.device)
+
+
+def plus_budget_split(budget: int) -> tuple[int, int]:
+    """PruMerge+ at a budget ``B``: ``(by attention, spatial samples)`` of the ``B - 1`` merged
+    tokens, in the adaptive method's 1 : 3 ratio: ``max(1, round((B - 1) / 4))`` by attention."""
+    total = budget - 1
+    attentive = max(1, (total + 2) // 4)
+    return attentive, total - attentive
+
+
+def strided_samples(selected: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Adaptive PruMerge+'s spatial samples ``[B, N]`` (spec Sec. 3): with ``m`` attention picks,
+    every ``max(⌊⌊N/m⌋/3⌋, 1)``-th patch below ``N - 1`` that attention did not pick."""
+    n = selected.shape[1]
+    stride = (n // count // 3).clamp(min=1)
+    patch = torch.arange(n, device=selected.device)
+    return (patch % stride[:, None] == 0) & (patch < n - 1) & ~selected
+
+
+def evenly_spaced_samples(selected: torch.Tensor, samples: int) -> torch.Tensor:
+    """Budgeted PruMerge+'s spatial samples ``[B, N]``: ``samples`` patches evenly spaced (cell
+    centres) over the patches attention did not pick, in raster order."""
+    batch, n = selected.shape
+    sampled = torch.zeros_like(selected)
+    if samples == 0:
+        return sampled
+    unpicked = n - int(selected[0].sum())  # the same attention count for every image here
+    patch = torch.arange(n, device=selected.device).expand(batch, n)
+    in_raster_order = torch.where(selected, patch + n, patch).argsort(dim=1)[:, :unpicked]
+    positions = (2 * torch.arange(samples, device=selected.device) + 1) * unpicked // (2 * samples)
+    return sampled.scatter(1, in_raster_order[:, positions], True)
+
+
+def output_order_keys(scores: torch.Tensor, selected: torch.Tensor, sampled: torch.Tensor) -> torch.Tensor:
+    """Sort keys ``[B, N]`` that list each image's kept patches first, in output order: attention
+    picks by descending attention, then spatial samples by ascending index; ``_NOT_KEPT`` last."""
+    n = scores.shape[1]
+    patch = torch.arange(n, device=scores.device).expand_as(scores)
+    order_keys = torch.full(scores.shape, _NOT_KEPT, dtype=torch.long, device=scores.device)
+    order_keys = torch.where(sampled, patch + n, order_keys)
+    return torch.where(selected, _descending_rank(scores), order_keys)
+
+
+def select_patches(scores: torch.Tensor, config: TokenReductionConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which patches each image keeps and in what order: ``(order keys [B, N], attentive count [B])``
+    for the selecting methods (``prumerge``, ``prumerge_plus``, ``aits``)."""
+    count = attentive_count(scores, config)
+    selected = _descending_rank(scores) < count[:, None]
+    if config.method != "prumerge_plus":
+        sampled = torch.zeros_like(selected)
+    elif config.budget is None:
+        sampled = strided_samples(selected, count)
+    else:
+        sampled = evenly_spaced_samples(selected, plus_budget_split(config.budget)[1])
+    return output_order_keys(scores, selected, sampled), count
 
 
 def _merge(
@@ -267,14 +291,14 @@ def reduce_visual_tokens(
     if keys.shape[:2] != (batch, n + 1):
         raise ValueError(f"keys {tuple(keys.shape)} must be [B, N+1, *] for features {tuple(features.shape)}")
     scores = cls_attention(queries, keys, config.attention, num_heads)
-    sort_keys, attentive = _selection_keys(scores, config)
-    is_kept = sort_keys != _NOT_KEPT
+    order_keys, attentive = select_patches(scores, config)
+    is_kept = order_keys != _NOT_KEPT
     lengths = is_kept.sum(dim=1)
     if config.budget is None:
         longest = int(lengths.max())  # the one device-to-host sync
     else:
         longest = config.budget - 1 if method in MERGING_METHODS else config.budget
-    order = sort_keys.argsort(dim=1, stable=True)[:, :longest]
+    order = order_keys.argsort(dim=1, stable=True)[:, :longest]
     valid = torch.arange(longest, device=device) < lengths[:, None]
     kept = torch.where(valid, order, order[:, :1])  # pad with a real index; masked out below
     indices = torch.where(valid, order, -1)
