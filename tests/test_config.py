@@ -106,14 +106,19 @@ def test_one_resolver_for_training_evaluation_and_the_model():
 
 def test_named_configs_ship_in_the_wheel(tmp_path):
     """A non-editable install carries the named reduction configs (package data)."""
+    import shutil
     import subprocess
     import sys
     import zipfile
     from pathlib import Path
 
     root = Path(__file__).parents[1]
+    source = tmp_path / "source"  # a copy: building in the checkout would leave build/ there
+    shutil.copytree(root / "llava_prumerge", source / "llava_prumerge", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.py", "README.md", "pyproject.toml"):
+        shutil.copy(root / name, source / name)
     command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path)]
-    subprocess.run([*command, str(root)], check=True, capture_output=True, timeout=300)
+    subprocess.run([*command, str(source)], check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("llava_prumerge-*.whl")
     names = {Path(name).name for name in zipfile.ZipFile(wheel).namelist() if name.endswith(".yaml")}
     shipped = {path.name for path in (root / "llava_prumerge" / "configs" / "reduction").glob("*.yaml")}
