@@ -92,24 +92,33 @@ def assemble_stage2(
     dtype: torch.dtype = torch.float32,
     attn_implementation: str | None = None,
 ) -> tuple[LlavaPruMergeForConditionalGeneration, LlavaProcessor]:
-    """LLaVA-1.5 from Vicuna + CLIP + ``mm_projector.bin``, as the released recipe's stage 2."""
+    """LLaVA-1.5 from Vicuna + CLIP + ``mm_projector.bin``, as the released recipe's stage 2.
+
+    No weight is copied: Vicuna and CLIP are loaded by their own ``from_pretrained`` in ``dtype``
+    and become the submodules of a model whose shell is built on the meta device; only the small
+    projector is created here. Under ZeRO-3 (``is_deepspeed_zero3_enabled()``, i.e. training
+    arguments with a stage-3 DeepSpeed config exist) ``from_pretrained`` loads each part already
+    partitioned (``deepspeed.zero.Init``), so no process holds a full or fp32 copy; DeepSpeed
+    partitions the projector when it wraps the model.
+    """
+    from transformers.modeling_utils import set_zero3_state
+    from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
+
     tokenizer = AutoTokenizer.from_pretrained(spec.language_model)
-    added = []
-    if IMAGE_TOKEN not in tokenizer.get_vocab():
-        added.append(IMAGE_TOKEN)
     tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token  # LLaVA-1.5 pads Vicuna with <unk>
-    language = AutoModelForCausalLM.from_pretrained(spec.language_model, dtype=dtype)
+    parts = {"dtype": dtype, "attn_implementation": attn_implementation} if attn_implementation else {"dtype": dtype}
+    language = AutoModelForCausalLM.from_pretrained(spec.language_model, **parts)
     if len(tokenizer) > language.config.vocab_size:
         language.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
     vision_config = AutoConfig.from_pretrained(spec.vision_tower)
     vision_config = getattr(vision_config, "vision_config", vision_config)
-    vision = CLIPVisionModel.from_pretrained(spec.vision_tower, config=vision_config, dtype=dtype)
+    vision = CLIPVisionModel.from_pretrained(spec.vision_tower, config=vision_config, **parts)
     text_config = language.config
     text_config.pad_token_id = tokenizer.pad_token_id
     config = LlavaConfig(
-        vision_config=vision_config.to_dict(),
+        vision_config=vision.config.to_dict(),
         text_config=text_config.to_dict(),
         image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
         vision_feature_layer=-2,
@@ -120,12 +129,22 @@ def assemble_stage2(
     config.token_reduction = token_reduction.to_dict()
     if attn_implementation:
         config._attn_implementation = attn_implementation
-    model = LlavaPruMergeForConditionalGeneration(config).to(dtype)
-    model.model.vision_tower.load_state_dict(vision.state_dict())
-    model.model.language_model.load_state_dict(language.get_decoder().state_dict())
-    model.lm_head.load_state_dict(language.get_output_embeddings().state_dict())
-    projector = load_mm_projector(spec.mm_projector)
-    model.model.multi_modal_projector.load_state_dict(projector)
+    # The shell only, on the meta device: every submodule with weights is replaced below. Under
+    # ZeRO-3 transformers' "zero.Init is already active" flag keeps LlavaModel's from_config calls
+    # from partitioning and initialising (gathering) the throw-away sub-models.
+    with torch.device("meta"), set_zero3_state():
+        model = LlavaPruMergeForConditionalGeneration(config)
+    model.model.vision_tower = vision
+    model.model.language_model = language.get_decoder()
+    model.lm_head = language.get_output_embeddings()
+    config.vision_config, config.text_config = vision.config, language.config  # one config per part
+    projector = LlavaMultiModalProjector(config).to(dtype)
+    projector.load_state_dict(load_mm_projector(spec.mm_projector))
+    model.model.multi_modal_projector = projector
+    model.config.dtype = dtype
+    left_on_meta = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left_on_meta:
+        raise RuntimeError(f"stage-2 assembly left tensors on the meta device: {left_on_meta[:5]}")
     image_processor = CLIPImageProcessor.from_pretrained(spec.vision_tower)
     processor = LlavaProcessor(
         image_processor=image_processor,

@@ -68,6 +68,10 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
     ``vision_feature_layer`` that some block consumes (LLaVA-1.5: -2).
     """
 
+    text_only_dummy_image: bool | None = None
+    """Run the vision side on a zero image for batches without images while training: ``None`` in
+    multi-process runs only (see :meth:`runs_dummy_image`), ``True`` always, ``False`` never."""
+
     def __init__(self, config):
         super().__init__(config)
         config.token_reduction = TokenReductionConfig.coerce(getattr(config, "token_reduction", None)).to_dict()
@@ -178,6 +182,37 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
             attentive_counts=reduced.attentive,
         )
 
+    def runs_dummy_image(self) -> bool:
+        """Whether a batch without images still runs the vision side (:meth:`dummy_visual_sum`).
+
+        :attr:`text_only_dummy_image` ``None`` (the default) means: while training with gradients in
+        a multi-process run (``torch.distributed`` initialised, world size > 1). Then a rank whose
+        micro-batch is text-only runs the same modules as ranks with images, which ZeRO-3 needs (each
+        module's parameters are all-gathered by every rank in the same order; a rank that skips the
+        vision tower and projector leaves the others waiting: a hang) and which DDP without
+        ``find_unused_parameters`` needs too. LLaVA does the same by giving text-only samples a zero
+        image. Single-process runs and evaluation never pay for it. ``True``/``False`` force it on/off
+        while training.
+        """
+        if not (self.training and torch.is_grad_enabled()):
+            return False
+        if self.text_only_dummy_image is not None:
+            return bool(self.text_only_dummy_image)
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        return distributed and torch.distributed.get_world_size() > 1
+
+    def dummy_visual_sum(self, vision_feature_layer: int | list[int] | None = None) -> torch.Tensor:
+        """Vision tower + reduction + projector on one zero image (the mean colour after CLIP
+        normalisation); the sum of the projected tokens, to be added times 0 to the loss."""
+        vision = self.config.vision_config
+        tower = self.model.vision_tower
+        parameter = next(tower.parameters())
+        pixels = torch.zeros(1, 3, vision.image_size, vision.image_size, dtype=parameter.dtype, device=parameter.device)
+        features = self.get_image_features(pixel_values=pixels, vision_feature_layer=vision_feature_layer)
+        projected = features.pooler_output
+        projected = torch.cat(list(projected)) if isinstance(projected, (list, tuple)) else projected
+        return projected.float().sum()
+
     # ----------------------------------------------------------------------------------------
     # Language side
     # ----------------------------------------------------------------------------------------
@@ -244,6 +279,8 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
 
         With images, ``position_ids`` are recomputed from the new ``attention_mask`` (any passed
         in refer to the old layout); the output carries the new mask, labels and token counts.
+        Without images, while training in a multi-process run, the vision side still runs on a zero
+        image and adds ``0 ·`` its output to the loss (:meth:`runs_dummy_image`).
         """
         common = dict(
             cache=cache,
@@ -253,7 +290,9 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
             **kwargs,
         )
         if pixel_values is None:
-            return super().forward(
+            # Same modules on every rank: the dummy image runs before the language model, as real images do.
+            dummy = self.dummy_visual_sum(vision_feature_layer) if self.runs_dummy_image() else None
+            outputs = super().forward(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
@@ -263,6 +302,12 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
                 mm_encoder_outputs=mm_encoder_outputs,
                 **common,
             )
+            if dummy is not None:  # + 0: the same value and gradients, but the vision side is in the graph
+                if outputs.loss is not None:
+                    outputs["loss"] = outputs.loss + 0.0 * dummy
+                else:
+                    outputs["logits"] = outputs.logits + 0.0 * dummy.to(outputs.logits.dtype)
+            return outputs
         features, laid_out = self.encode_and_lay_out(
             input_ids, pixel_values, attention_mask, labels, infer_padding_side(attention_mask), vision_feature_layer
         )

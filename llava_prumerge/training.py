@@ -227,6 +227,57 @@ class SaveReloadInfoCallback(TrainerCallback):
                 wandb.config.update({"token_reduction": self.reduction.to_dict()}, allow_val_change=True)
 
 
+def prepare_deepspeed_on_cpu(use_cpu: bool, timeout_seconds: int = 1800) -> list[str]:
+    """Make DeepSpeed's CPU accelerator (``DS_ACCELERATOR=cpu``, gloo) work with several processes.
+
+    Call before ``TrainingArguments`` exist; returns extra flags for them. With the installed
+    accelerate 1.15 / DeepSpeed 0.19 two processes on the CPU disagree about the world size:
+
+    - ``use_cpu: true``: accelerate's ``PartialState`` takes its MULTI_CPU path and calls
+      ``torch.distributed.init_process_group`` itself, never ``deepspeed.comm``. ``DeepSpeedConfig``
+      (built by ``zero.Init`` in ``from_pretrained`` under ZeRO-3, and by ``deepspeed.initialize``)
+      reads the world size from ``deepspeed.comm``, catches its "not initialised" error and counts one
+      process: ``train_batch_size 4 != 2 * 1 * 1``.
+    - ``use_cpu: false``: ``PartialState`` finds no GPU-like device, so its backend is None; it lets
+      DeepSpeed initialise (world size 2) but counts one process itself, and so does the Trainer:
+      ``2 != 2 * 1 * 2``.
+
+    So with DeepSpeed on the CPU, ``use_cpu`` is true (the Trainer's device is DeepSpeed's; a false
+    value is overridden with a warning), ``use_cpu: true`` selects DeepSpeed's CPU accelerator when
+    ``DS_ACCELERATOR`` is unset, and under a launcher ``deepspeed.comm`` is initialised here, with the
+    accelerator's backend (gloo, or ccl with oneCCL); accelerate then reuses that process group.
+    """
+    if use_cpu and "DS_ACCELERATOR" not in os.environ:
+        os.environ["DS_ACCELERATOR"] = "cpu"
+    from deepspeed.accelerator import get_accelerator
+
+    accelerator = get_accelerator()
+    if accelerator.device_name() != "cpu":
+        if use_cpu:
+            raise ValueError(
+                f"use_cpu with DeepSpeed needs DeepSpeed's CPU accelerator, but it is {accelerator.device_name()!r} "
+                f"(DS_ACCELERATOR={os.environ.get('DS_ACCELERATOR')!r}): set DS_ACCELERATOR=cpu or use_cpu false"
+            )
+        return []
+    extra = []
+    if not use_cpu:
+        logger.warning("DeepSpeed runs on its CPU accelerator: setting use_cpu true")
+        extra = ["--use_cpu", "true"]
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import deepspeed
+        from deepspeed import comm
+
+        if not comm.is_initialized():
+            from datetime import timedelta
+
+            deepspeed.init_distributed(
+                dist_backend=accelerator.communication_backend_name(),
+                auto_mpi_discovery=False,
+                timeout=timedelta(seconds=timeout_seconds),
+            )
+    return extra
+
+
 def parse_settings(argv: list[str]):
     """``[CONFIG.yaml] [--key value ...]``: YAML values become defaults, flags override them.
 
@@ -252,6 +303,8 @@ def parse_settings(argv: list[str]):
             raise ValueError(f"{config_path}: unknown setting(s) {unknown}")
         parser.set_defaults(**values)
     raw, _ = parser.parse_known_args(argv)
+    if raw.deepspeed:
+        argv += prepare_deepspeed_on_cpu(raw.use_cpu, raw.ddp_timeout)
     if raw.global_batch_size:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         per_step = raw.per_device_train_batch_size * world_size
