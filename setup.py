@@ -54,5 +54,5 @@ setup(
     install_requires=CORE,
     extras_require=EXTRAS,
     # lmms-eval finds `--model llava_prumerge` through this group (lmms-eval >= 0.7: a ModelManifest).
-    entry_points={"lmms_eval.models": ["llava_prumerge = llava_prumerge.lmms_eval_plugin:MANIFEST"]},
+    entry_points={"lmms_eval.models": ["llava_prumerge = llava_prumerge.evaluation.plugin:MANIFEST"]},
 )

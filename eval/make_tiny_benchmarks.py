@@ -5,7 +5,7 @@ python eval/make_tiny_benchmarks.py outputs/tiny-benchmarks [--if-stale]
 
 import argparse
 
-from llava_prumerge.tiny_benchmarks import tiny_benchmarks_current, write_tiny_benchmarks
+from llava_prumerge.tiny.benchmarks import tiny_benchmarks_current, write_tiny_benchmarks
 
 
 def main() -> None:

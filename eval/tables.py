@@ -15,8 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from llava_prumerge.eval_tasks import BENCHMARKS
-from llava_prumerge.results import build_table, check_run, load_run, log_to_wandb, to_csv, to_markdown
+from llava_prumerge.evaluation.results import build_table, check_run, load_run, log_to_wandb, to_csv, to_markdown
+from llava_prumerge.evaluation.tasks import BENCHMARKS
 
 
 def _table(args) -> None:

@@ -9,7 +9,7 @@ With ``--local-data`` the tasks read ``DIR/<repo>`` (see ``eval/README.md``); th
 import argparse
 import sys
 
-from llava_prumerge.eval_tasks import BENCHMARKS, check_local_data, task_names, write_task_yamls
+from llava_prumerge.evaluation.tasks import BENCHMARKS, check_local_data, task_names, write_task_yamls
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ Public API::
 
 from .config import METHODS, TokenReductionConfig
 from .images import pad_to_square
-from .modeling import LlavaPruMergeForConditionalGeneration, ReducedImageFeatures
+from .models.llava import LlavaPruMergeForConditionalGeneration, ReducedImageFeatures
 from .reduction import ReducedTokens, cls_attention, outlier_count, reduce_visual_tokens
 
 __version__ = "0.1.0"

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from llava_prumerge import TokenReductionConfig
-from llava_prumerge.benchmark import (
+from llava_prumerge.analysis.benchmark import (
     PRESETS,
     as_dicts,
     build_preset,

@@ -16,7 +16,7 @@ import time
 import torch
 
 from llava_prumerge import METHODS, LlavaPruMergeForConditionalGeneration, TokenReductionConfig, pad_to_square
-from llava_prumerge.tiny import DEMO_IMAGES, build_tiny_model, build_tiny_processor, demo_images, vicuna_prompt
+from llava_prumerge.tiny.setting import DEMO_IMAGES, build_tiny_model, build_tiny_processor, demo_images, vicuna_prompt
 
 
 def parse_args() -> argparse.Namespace:

@@ -8,7 +8,7 @@ downloaded. ``configs/train/tiny.yaml`` points at these paths.
 
 import argparse
 
-from llava_prumerge.tiny import tiny_assets_current, write_tiny_assets
+from llava_prumerge.tiny.setting import tiny_assets_current, write_tiny_assets
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import argparse
 
 import torch
 
-from llava_prumerge.checkpoints import load_finetuned
+from llava_prumerge.training.checkpoints import load_finetuned
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ numbers correspond to), each cell also shows the paper's number and ours / paper
 import argparse
 import json
 
-from llava_prumerge.roofline import HARDWARE, PRECISIONS, VICUNA, LlamaShape, Table2Row, table_2
+from llava_prumerge.analysis.roofline import HARDWARE, PRECISIONS, VICUNA, LlamaShape, Table2Row, table_2
 
 COLUMNS = (  # (header, Table2Row field); "Total Memory" is memory traffic, as in Table 2
     ("FLOPs (TB)", "flops_tb"),

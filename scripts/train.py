@@ -10,7 +10,7 @@ Every setting is a field of ModelSettings, DataSettings, LoraSettings or PruMerg
 (``python scripts/train.py --help``); the YAML gives defaults and ``--key value`` overrides them.
 """
 
-from llava_prumerge.training import run
+from llava_prumerge.training.run import run
 
 if __name__ == "__main__":
     run()

@@ -14,7 +14,8 @@ import sys
 
 from transformers import AutoProcessor
 
-from llava_prumerge.data import DataSettings, validate_dataset
+from llava_prumerge.training.dataset import DataSettings
+from llava_prumerge.training.validation import validate_dataset
 
 
 def main() -> int:

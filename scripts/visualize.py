@@ -27,11 +27,11 @@ import torch
 from PIL import Image
 
 from llava_prumerge import LlavaPruMergeForConditionalGeneration, TokenReductionConfig
-from llava_prumerge.data import image_paths, load_samples, open_image
+from llava_prumerge.analysis.visualize import kept_patch_overlay, plot_cls_attention, plot_kept_token_histogram
+from llava_prumerge.evaluation.results import canonical_task, read_token_logs
 from llava_prumerge.images import expand_to_square, pad_colour
-from llava_prumerge.results import canonical_task, read_token_logs
-from llava_prumerge.tiny import build_tiny_model, build_tiny_processor, demo_images
-from llava_prumerge.visualize import kept_patch_overlay, plot_cls_attention, plot_kept_token_histogram
+from llava_prumerge.tiny.setting import build_tiny_model, build_tiny_processor, demo_images
+from llava_prumerge.training.dataset import image_paths, load_samples, open_image
 
 
 def load(model_name: str, reduction: TokenReductionConfig, device: str = "cpu", dtype: str = "float32"):

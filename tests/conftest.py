@@ -9,7 +9,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
-from llava_prumerge.tiny import build_tiny_processor, build_tiny_tokenizer, demo_images  # noqa: E402
+from llava_prumerge.tiny.setting import build_tiny_processor, build_tiny_tokenizer, demo_images  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from transformers import (
 )
 
 from llava_prumerge import LlavaPruMergeForConditionalGeneration
-from llava_prumerge.tiny import sharpen_cls_attention
+from llava_prumerge.tiny.setting import sharpen_cls_attention
 
 SENTENCEPIECE_MODEL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "llama2-tokenizer.model"
 """``<repo>/../shared/fixtures/llama2-tokenizer.model`` (CI has a copy of shared/ beside the clone)."""

@@ -15,11 +15,11 @@ from PIL import Image
 from tolerances import assert_sums_close
 
 from llava_prumerge import TokenReductionConfig, reduce_visual_tokens
+from llava_prumerge.analysis.reference import released_loop_prumerge
+from llava_prumerge.analysis.visualize import ATTENTION_COLOUR, SPATIAL_COLOUR, kept_patch_overlay, patch_box
 from llava_prumerge.images import expand_to_square, pad_colour
 from llava_prumerge.reduction import cls_attention
-from llava_prumerge.reference import released_loop_prumerge
-from llava_prumerge.tiny import build_tiny_model, build_tiny_processor, demo_images
-from llava_prumerge.visualize import ATTENTION_COLOUR, SPATIAL_COLOUR, kept_patch_overlay, patch_box
+from llava_prumerge.tiny.setting import build_tiny_model, build_tiny_processor, demo_images
 
 ROOT = Path(__file__).parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
@@ -140,7 +140,7 @@ def test_histograms_from_records_and_from_a_dataset(tmp_path):
         "--output", str(tmp_path / "d.png"),
     )  # fmt: skip
     assert "3 images, mean 20.0 tokens" in out
-    from llava_prumerge.tiny import write_tiny_dataset
+    from llava_prumerge.tiny.setting import write_tiny_dataset
 
     data = write_tiny_dataset(tmp_path / "data")
     out = run_script(

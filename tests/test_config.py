@@ -87,8 +87,8 @@ def test_one_resolver_for_training_evaluation_and_the_model():
     import sys
 
     from llava_prumerge.config import named_configs, resolve_reduction
-    from llava_prumerge.lmms_eval_model import resolve_reduction as resolve_model_argument
-    from llava_prumerge.training import ModelSettings
+    from llava_prumerge.evaluation.lmms_eval_model import resolve_reduction as resolve_model_argument
+    from llava_prumerge.training.settings import ModelSettings
 
     assert TokenReductionConfig.coerce("prumerge_budget64") == TokenReductionConfig(budget=64)
     assert resolve_model_argument("prumerge_budget64", None) == TokenReductionConfig(budget=64)

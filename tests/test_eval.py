@@ -15,11 +15,11 @@ import torch
 from PIL import Image
 
 from llava_prumerge.config import TokenReductionConfig, spatial_grid_for
-from llava_prumerge.eval_tasks import BENCHMARKS, GROUPS, task_names, write_task_yamls
+from llava_prumerge.evaluation.results import build_table, check_run, load_run, log_to_wandb, to_csv, to_markdown
+from llava_prumerge.evaluation.tasks import BENCHMARKS, GROUPS, task_names, write_task_yamls
 from llava_prumerge.images import pad_to_square
-from llava_prumerge.results import build_table, check_run, load_run, log_to_wandb, to_csv, to_markdown
-from llava_prumerge.tiny import write_tiny_assets
-from llava_prumerge.tiny_benchmarks import write_tiny_benchmarks
+from llava_prumerge.tiny.benchmarks import write_tiny_benchmarks
+from llava_prumerge.tiny.setting import write_tiny_assets
 
 ROOT = Path(__file__).parents[1]
 ENV = {
@@ -82,7 +82,7 @@ def all_benchmarks(tiny):
 # The plugin's arguments
 # ----------------------------------------------------------------------------------------------
 def test_unknown_model_arguments_are_rejected(tiny):
-    from llava_prumerge.lmms_eval_model import LlavaPruMerge
+    from llava_prumerge.evaluation.lmms_eval_model import LlavaPruMerge
 
     with pytest.raises(ValueError, match=r"unknown model argument\(s\) \['temprature'\]"):
         LlavaPruMerge(pretrained=str(tiny["model"]), temprature=0)
@@ -91,7 +91,7 @@ def test_unknown_model_arguments_are_rejected(tiny):
 
 
 def test_batch_size_in_model_args_wins_over_the_flag(tiny):
-    from llava_prumerge.lmms_eval_model import LlavaPruMerge
+    from llava_prumerge.evaluation.lmms_eval_model import LlavaPruMerge
 
     model = LlavaPruMerge.create_from_arg_string(
         f"pretrained={tiny['model']},batch_size=3,device=cpu", {"batch_size": 1, "device": None}
@@ -104,8 +104,8 @@ def test_adapter_reduction_is_used_unless_overridden(tiny, tmp_path):
     from transformers import AutoProcessor
 
     from llava_prumerge import LlavaPruMergeForConditionalGeneration, TokenReductionConfig
-    from llava_prumerge.checkpoints import BaseModelSpec, write_reload_info
-    from llava_prumerge.lmms_eval_model import LlavaPruMerge
+    from llava_prumerge.evaluation.lmms_eval_model import LlavaPruMerge
+    from llava_prumerge.training.checkpoints import BaseModelSpec, write_reload_info
 
     base = LlavaPruMergeForConditionalGeneration.from_pretrained(tiny["model"])
     lora = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False))
@@ -124,7 +124,7 @@ def test_adapter_reduction_is_used_unless_overridden(tiny, tmp_path):
 
 
 def test_reduction_argument_forms():
-    from llava_prumerge.lmms_eval_model import resolve_reduction
+    from llava_prumerge.evaluation.lmms_eval_model import resolve_reduction
 
     assert resolve_reduction(None, None) is None  # an adapter's own reduction, else PruMerge
     assert resolve_reduction("prumerge_plus", None).method == "prumerge_plus"
@@ -155,7 +155,7 @@ def test_spatial_grid_for_a_budget(budget, grid):
     ],
 )
 def test_pope_answers_are_parsed_as_llava_eval_pope(answer, parsed):
-    from llava_prumerge.eval_rules import llava_pope_answer, pope_process_results
+    from llava_prumerge.evaluation.rules import llava_pope_answer, pope_process_results
 
     assert llava_pope_answer(answer) == parsed
     doc = {"question_id": 7, "answer": "no"}
@@ -167,7 +167,7 @@ def test_pope_answers_are_parsed_as_llava_eval_pope(answer, parsed):
     [("B", "B"), ("B. a plant", "B"), ("The answer is C.", "C"), ("b", None), ("E", None), ("B.", None), ("", None)],
 )
 def test_sqa_letters_are_read_as_llava_eval_science_qa(prediction, letter):
-    from llava_prumerge.eval_rules import llava_sqa_letter, sqa_process_results
+    from llava_prumerge.evaluation.rules import llava_sqa_letter, sqa_process_results
 
     assert llava_sqa_letter(prediction, 4) == letter
     doc = {"choices": ["w", "x", "y", "z"], "answer": 1}  # B
@@ -175,7 +175,7 @@ def test_sqa_letters_are_read_as_llava_eval_science_qa(prediction, letter):
 
 
 def test_textvqa_question_is_not_recased():
-    from llava_prumerge.eval_rules import textvqa_doc_to_text
+    from llava_prumerge.evaluation.rules import textvqa_doc_to_text
 
     doc = {"question": "what does the NASA sign say?", "ocr_tokens": ["NASA", "exit"]}
     kwargs = {"pre_prompt": "", "post_prompt": "\nAnswer the question using a single word or phrase.", "ocr": True}
@@ -196,13 +196,13 @@ def test_task_yamls_only_change_the_data_source(tiny, tmp_path):
     loader.add_constructor("!function", lambda load, node: ("function", load.construct_scalar(node)))
     textvqa = yaml.load((tmp_path / "textvqa_val_llava15.yaml").read_text(), Loader=loader)
     assert textvqa["lmms_eval_specific_kwargs"]["default"]["ocr"] is True  # LLaVA-1.5's OCR-token prompt
-    assert textvqa["doc_to_text"] == ("function", "llava_prumerge.eval_rules.textvqa_doc_to_text")
+    assert textvqa["doc_to_text"] == ("function", "llava_prumerge.evaluation.rules.textvqa_doc_to_text")
     assert "dataset_path" not in textvqa  # the Hub task
     for task in GROUPS["pope_llava15"]:
         pope = yaml.load((tmp_path / f"{task}.yaml").read_text(), Loader=loader)
-        assert pope["process_results"] == ("function", "llava_prumerge.eval_rules.pope_process_results")
+        assert pope["process_results"] == ("function", "llava_prumerge.evaluation.rules.pope_process_results")
     sqa = yaml.load((tmp_path / "scienceqa_img_llava15_local.yaml").read_text(), Loader=loader)
-    assert sqa["process_results"] == ("function", "llava_prumerge.eval_rules.sqa_process_results")
+    assert sqa["process_results"] == ("function", "llava_prumerge.evaluation.rules.sqa_process_results")
     group = yaml.safe_load((tmp_path / "pope_llava15_local.yaml").read_text())
     assert group["task"] == [t + "_local" for t in GROUPS["pope_llava15"]]
     assert task_names("pope", local=True) == ["pope_llava15_local"]
@@ -431,7 +431,7 @@ def test_table_matches_a_hand_computed_table(tmp_path):
 def test_table_names_the_settings_behind_each_run(tmp_path):
     """Each run's resolved reduction and model (``run_settings.json``) reach the table; a run whose
     benchmarks ran with different reductions is flagged."""
-    from llava_prumerge.results import RUN_SETTINGS_FILE
+    from llava_prumerge.evaluation.results import RUN_SETTINGS_FILE
 
     pm = {"token_reduction": {"method": "prumerge", "knn": 32, "budget": None}, "pretrained": "llava-hf/x"}
     write_fixture_run(tmp_path / "pm" / "mme", {"mme": {"mme_perception_score": 1.0}}, {"mme": [40]})

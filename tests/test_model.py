@@ -10,7 +10,7 @@ from transformers import LlavaForConditionalGeneration
 
 from llava_prumerge import LlavaPruMergeForConditionalGeneration, TokenReductionConfig
 from llava_prumerge.reduction import cls_attention
-from llava_prumerge.tiny import build_tiny_model, vicuna_prompt
+from llava_prumerge.tiny.setting import build_tiny_model, vicuna_prompt
 
 N = 144  # tiny CLIP: 48 px, patch 4
 
@@ -169,7 +169,7 @@ def test_multiple_images_per_prompt_and_text_only_rows(processor, tokenizer, pho
 
 
 def _laid_out_ids(model, inputs):
-    from llava_prumerge.sequence import infer_padding_side
+    from llava_prumerge.models.sequence import infer_padding_side
 
     _, laid_out = model.encode_and_lay_out(
         inputs["input_ids"],

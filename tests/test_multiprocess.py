@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from llava_prumerge.checkpoints import BaseModelSpec, assemble_stage2
 from llava_prumerge.config import TokenReductionConfig
-from llava_prumerge.tiny import build_tiny_model, write_tiny_assets
+from llava_prumerge.tiny.setting import build_tiny_model, write_tiny_assets
+from llava_prumerge.training.checkpoints import BaseModelSpec, assemble_stage2
 
 ROOT = Path(__file__).parents[1]
 ENV = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
@@ -147,7 +147,7 @@ DRIVER = textwrap.dedent(
     import json, os, sys
     import deepspeed
     import torch
-    from llava_prumerge import training
+    from llava_prumerge.training import run, trainer as training
 
     rank = int(os.environ["RANK"])
     out = os.environ["DUMP_DIR"]
@@ -159,7 +159,7 @@ DRIVER = textwrap.dedent(
         return original(self, model, inputs, *args, **kwargs)
 
     training.PruMergeTrainer.compute_loss = compute_loss
-    trainer = training.run(sys.argv[1:])
+    trainer = run.run(sys.argv[1:])
     trained = [(n, p) for n, p in trainer.model.named_parameters() if p.requires_grad]
     with deepspeed.zero.GatheredParameters([p for _, p in trained]):  # ZeRO-3 partitions them
         state = {n: p.detach().clone() for n, p in trained}

@@ -15,7 +15,7 @@ from transformers import AutoProcessor
 
 from llava_prumerge import LlavaPruMergeForConditionalGeneration, pad_to_square
 from llava_prumerge.conversation import VICUNA_V1_SYSTEM, normalise_turns, tokenize_conversation
-from llava_prumerge.lmms_eval_model import LlavaPruMerge
+from llava_prumerge.evaluation.lmms_eval_model import LlavaPruMerge
 
 # LLaVA's conv_vicuna_v1.system, copied from llava/conversation.py
 SYSTEM = (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llava_prumerge.roofline import (
+from llava_prumerge.analysis.roofline import (
     HARDWARE,
     PAPER_TABLE_2,
     PRECISIONS,

@@ -33,8 +33,8 @@ def test_demo_pads_to_square_as_the_evaluation_does():
     """The demo feeds LLaVA-1.5's padded image (what the lmms-eval model feeds), not the processor's
     centre crop: its kept-token counts are those of the padded photos."""
     from llava_prumerge import pad_to_square
-    from llava_prumerge.lmms_eval_model import LlavaPruMerge
-    from llava_prumerge.tiny import build_tiny_model, build_tiny_processor, demo_images
+    from llava_prumerge.evaluation.lmms_eval_model import LlavaPruMerge
+    from llava_prumerge.tiny.setting import build_tiny_model, build_tiny_processor, demo_images
 
     names = ("text", "coffee", "chelsea")  # 448 x 172, 600 x 400, 451 x 300: padding changes what is kept
     out = run("scripts/demo.py", "--images", *names, "--max-new-tokens", "2")

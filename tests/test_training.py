@@ -16,12 +16,13 @@ from safetensors.torch import load_file
 from tolerances import assert_close_at_scale
 
 from llava_prumerge import LlavaPruMergeForConditionalGeneration
-from llava_prumerge.checkpoints import BaseModelSpec, assemble_stage2, load_finetuned
 from llava_prumerge.config import TokenReductionConfig
 from llava_prumerge.conversation import IGNORE_INDEX, MalformedSample, normalise_turns, tokenize_conversation
-from llava_prumerge.data import DataSettings, LlavaInstructionDataset, too_many_bad, validate_dataset
-from llava_prumerge.tiny import write_tiny_assets
-from llava_prumerge.training import lora_target_modules, run
+from llava_prumerge.tiny.setting import write_tiny_assets
+from llava_prumerge.training.checkpoints import BaseModelSpec, assemble_stage2, load_finetuned
+from llava_prumerge.training.dataset import DataSettings, LlavaInstructionDataset, too_many_bad
+from llava_prumerge.training.run import lora_target_modules, run
+from llava_prumerge.training.validation import validate_dataset
 
 ROOT = Path(__file__).parents[1]
 ENV = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
@@ -256,8 +257,8 @@ def test_evaluation_pads_with_the_training_colour(processor):
     (0.48145466, 0.4578275, 0.40821073) truncates to (122, 116, 104), where rounding gives 123, 117."""
     from types import SimpleNamespace
 
+    from llava_prumerge.evaluation.lmms_eval_model import LlavaPruMerge
     from llava_prumerge.images import pad_colour
-    from llava_prumerge.lmms_eval_model import LlavaPruMerge
 
     clip_mean = SimpleNamespace(image_mean=[0.48145466, 0.4578275, 0.40821073])
     assert pad_colour(clip_mean) == (122, 116, 104)
@@ -431,7 +432,7 @@ def test_killed_run_resumes_to_the_same_adapter(finetuned, tmp_path):
 
 
 def test_modality_length_grouping_keeps_batches_single_modality():
-    from llava_prumerge.data import ModalityLengthGroupedSampler
+    from llava_prumerge.training.sampler import ModalityLengthGroupedSampler
 
     lengths = [5, -3, 8, 12, -7, 2, 9, -1, 4, 6, -2, 11]  # > 0: with image, < 0: text only
     sampler = ModalityLengthGroupedSampler(lengths, batch_size=2, seed=3)

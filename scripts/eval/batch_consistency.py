@@ -6,7 +6,7 @@
 
 LLaVA-1.5's (and the paper's) numbers are batch size 1. Batched evaluation left-pads the prompts,
 which changes the GPU kernels and so, in float16, can change a greedy answer where two logits are
-close. This runs the evaluation's own code (:class:`llava_prumerge.lmms_eval_model.LlavaPruMerge`:
+close. This runs the evaluation's own code (:class:`llava_prumerge.evaluation.lmms_eval_model.LlavaPruMerge`:
 same prompt, padding to square, greedy decoding) on real photos shipped by scikit-image and short
 questions, once one prompt at a time and once in batches, and prints the share of identical
 answers and of identical visual-token counts, with every differing answer.
@@ -44,8 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from llava_prumerge.lmms_eval_model import LlavaPruMerge
-    from llava_prumerge.tiny import demo_images, tiny_assets_current, write_tiny_assets
+    from llava_prumerge.evaluation.lmms_eval_model import LlavaPruMerge
+    from llava_prumerge.tiny.setting import demo_images, tiny_assets_current, write_tiny_assets
 
     model_path = args.model
     if model_path == "tiny":

@@ -1,28 +1,26 @@
-"""LLaVA-1.5 instruction data (``llava_v1_5_mix665k.json`` format): loading, checking, batching.
+"""LLaVA-1.5 instruction data (``llava_v1_5_mix665k.json`` format): samples → tokenized examples.
 
 A sample is ``{"id", "image"?: path relative to the image folder (or a list of paths),
 "conversations": [{"from": "human"|"gpt", "value": str}, ...]}``; text-only samples have no
 ``image``. Bad samples (missing/corrupt image, malformed conversation, nothing left to supervise)
 never crash a run: the dataset substitutes the next good sample, and every skip is reported to the
 trainer with its sample id and reason, so that it is counted, logged, and can stop the run when too
-many are bad (``max_bad_fraction``). :func:`validate_dataset` finds them all before training.
+many are bad (``max_bad_fraction``, :func:`too_many_bad`). ``validation.validate_dataset`` finds
+them all before training; ``collator`` and ``sampler`` batch the examples.
 """
 
 from __future__ import annotations
 
 import json
-import random
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from PIL import Image, ImageFile
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
-from .conversation import IGNORE_INDEX, IMAGE_TOKEN, MalformedSample, normalise_turns, tokenize_conversation
-from .images import expand_to_square, pad_colour
+from ..conversation import IMAGE_TOKEN, MalformedSample, normalise_turns, tokenize_conversation
+from ..images import expand_to_square, pad_colour
 
 MAX_SUBSTITUTIONS = 16
 
@@ -60,12 +58,16 @@ def open_image(path: Path) -> Image.Image:
     """Open and fully decode an RGB image; raises :class:`MalformedSample` naming the file."""
     if not path.is_file():
         raise MalformedSample(f"image not found: {path}")
+    truncated_allowed = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is a bad sample, not a silently grey image
     try:
         with Image.open(path) as handle:
             handle.load()
             return handle.convert("RGB")
     except (OSError, SyntaxError, ValueError) as error:
         raise MalformedSample(f"unreadable image {path}: {error}") from error
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = truncated_allowed
 
 
 @dataclass
@@ -178,99 +180,6 @@ class LlavaInstructionDataset(Dataset):
         )
 
 
-@dataclass
-class LlavaCollator:
-    """Right-pads a list of dataset items into a batch; images of all rows are concatenated."""
-
-    pad_token_id: int
-
-    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        width = max(len(item["input_ids"]) for item in items)
-        input_ids = torch.full((len(items), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros((len(items), width), dtype=torch.long)
-        for row, item in enumerate(items):
-            length = len(item["input_ids"])
-            input_ids[row, :length] = torch.tensor(item["input_ids"])
-            labels[row, :length] = torch.tensor(item["labels"])
-            attention_mask[row, :length] = 1
-        batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
-        pixels = [item["pixel_values"] for item in items if item["pixel_values"] is not None]
-        if pixels:
-            batch["pixel_values"] = torch.cat(pixels)
-        batch["skipped"] = [entry for item in items for entry in item["skipped"]]
-        return batch
-
-
-class ModalityLengthGroupedSampler(Sampler[int]):
-    """LLaVA's ``group_by_modality_length``: batches hold only image or only text samples, and
-    similar lengths, in a random order that depends only on the seed and epoch."""
-
-    def __init__(self, lengths: list[int], batch_size: int, world_size: int = 1, seed: int = 0):
-        self.lengths, self.batch_size, self.world_size, self.seed = lengths, batch_size, world_size, seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def __iter__(self):
-        generator = random.Random(self.seed + self.epoch)
-        megabatch = self.batch_size * self.world_size
-        groups, leftovers = [], []
-        for sign in (1, -1):
-            indices = [i for i, length in enumerate(self.lengths) if (length > 0) == (sign > 0)]
-            generator.shuffle(indices)
-            for start in range(0, len(indices), megabatch):
-                chunk = sorted(indices[start : start + megabatch], key=lambda i: -abs(self.lengths[i]))
-                (groups if len(chunk) == megabatch else leftovers).append(chunk)
-        generator.shuffle(groups)
-        # incomplete groups go last (as LLaVA's sampler does), so only the final batch may mix modalities
-        return iter(i for group in groups + leftovers for i in group)
-
-
-def validate_dataset(settings: DataSettings, tokenizer, image_processor, tokens_per_image: int, progress: bool = True):
-    """Check every sample as training would; returns ``(problems, counts)``.
-
-    ``problems`` is a list of ``(sample id, kind, message)`` with kind one of ``missing_image``,
-    ``unreadable_image``, ``malformed``; ``counts`` tallies samples by outcome.
-    """
-    dataset = LlavaInstructionDataset(settings, tokenizer, image_processor, tokens_per_image)
-    problems: list[tuple[str, str, str]] = []
-    counts: Counter = Counter()
-    iterator = range(len(dataset))
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(iterator, desc=f"validating {settings.data_path}", unit="sample")
-    seen_ids: set[str] = set()
-    for index in iterator:
-        sample = dataset.samples[index]
-        sample_id = str(sample.get("id", index)) if isinstance(sample, dict) else str(index)
-        if sample_id in seen_ids:
-            problems.append((sample_id, "malformed", "duplicate id"))
-        seen_ids.add(sample_id)
-        try:
-            dataset.build(index)
-        except MalformedSample as error:
-            message = str(error)
-            kind = (
-                "missing_image"
-                if message.startswith("image not found")
-                else "unreadable_image"
-                if message.startswith("unreadable image")
-                else "malformed"
-            )
-            problems.append((sample_id, kind, message))
-            counts[kind] += 1
-        else:
-            counts["ok"] += 1
-            counts["with_image" if sample.get("image") else "text_only"] += 1
-    return problems, counts
-
-
 def too_many_bad(skipped: int, seen: int, dataset_size: int, max_bad_fraction: float, min_samples: int) -> bool:
     """Whether ``skipped`` bad samples among ``seen`` should stop the run.
 
@@ -282,6 +191,3 @@ def too_many_bad(skipped: int, seen: int, dataset_size: int, max_bad_fraction: f
     if skipped > max_bad_fraction * dataset_size:
         return True
     return seen >= min(min_samples, dataset_size) and skipped > max_bad_fraction * seen
-
-
-ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is a bad sample, not a silently grey image

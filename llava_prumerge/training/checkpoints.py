@@ -31,9 +31,9 @@ from transformers import (
     LlavaProcessor,
 )
 
-from .config import TokenReductionConfig
-from .conversation import IMAGE_TOKEN
-from .modeling import LlavaPruMergeForConditionalGeneration
+from ..config import TokenReductionConfig
+from ..conversation import IMAGE_TOKEN
+from ..models.llava import LlavaPruMergeForConditionalGeneration
 
 TOKEN_REDUCTION_FILE = "token_reduction.json"
 BASE_MODEL_FILE = "base_model.json"

@@ -2,11 +2,11 @@
 
 A *run folder* is what one setting produced (e.g. ``outputs/eval/prumerge``): any number of
 lmms-eval ``*_results.json`` files below it (one per benchmark script) and the model's
-``visual_tokens*.jsonl`` logs (:class:`llava_prumerge.lmms_eval_model.LlavaPruMerge`). For each
+``visual_tokens*.jsonl`` logs (:class:`llava_prumerge.evaluation.lmms_eval_model.LlavaPruMerge`). For each
 task the newest results file and the newest log that contain it are used; ``_local`` task names
 (tiny or user-provided local copies) are reported under the benchmark's task name.
 
-Each benchmark's number is computed as Table 1 reports it (:data:`llava_prumerge.eval_tasks.BENCHMARKS`):
+Each benchmark's number is computed as Table 1 reports it (:data:`llava_prumerge.evaluation.tasks.BENCHMARKS`):
 accuracies in %, POPE's F1 averaged over its three splits, MME's perception score; next to it the
 mean number of visual tokens per sample on that benchmark (Sec. 4.4.1).
 """
@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .eval_tasks import BENCHMARKS
+from .tasks import BENCHMARKS
 
 LOCAL_SUFFIX = "_local"
 RUN_SETTINGS_FILE = "run_settings.json"
 """Written by the lmms-eval model beside its visual-token log: the full resolved reduction and the
-model behind the results (:class:`llava_prumerge.lmms_eval_model.LlavaPruMerge`)."""
+model behind the results (:class:`llava_prumerge.evaluation.lmms_eval_model.LlavaPruMerge`)."""
 RESULTS_FILE = re.compile(r"^\d{8}_\d{6}_results\.json$")
 """lmms-eval's results file name (``<YYYYmmdd_HHMMSS>_results.json``); tasks' own files differ."""
 

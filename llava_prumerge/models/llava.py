@@ -23,8 +23,8 @@ from transformers import CLIPVisionModel, LlavaForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.llava.modeling_llava import LlavaCausalLMOutputWithPast
 
-from .config import ATTENTION_METHODS, TokenReductionConfig
-from .reduction import ReducedTokens, reduce_visual_tokens
+from ..config import ATTENTION_METHODS, TokenReductionConfig
+from ..reduction import ReducedTokens, reduce_visual_tokens
 from .sequence import infer_padding_side, lay_out_image_tokens, placeholders_per_image
 
 
@@ -235,7 +235,7 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
         """Encode and reduce the images, then re-lay the batch for the reduced counts.
 
         Returns ``(features, laid_out)``: :class:`ReducedImageFeatures` (or upstream's output for
-        ``method="none"``) and a :class:`~llava_prumerge.sequence.LaidOutBatch`, or ``None`` when the
+        ``method="none"``) and a :class:`~llava_prumerge.models.sequence.LaidOutBatch`, or ``None`` when the
         placeholders already match the counts. ``forward``/``generate`` call this; benchmarks use it
         to time the language model alone.
         """

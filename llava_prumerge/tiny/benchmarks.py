@@ -2,7 +2,7 @@
 
 Each benchmark is written the way a ``huggingface-cli download <repo> --local-dir`` snapshot of
 its Hub dataset looks (a ``README.md`` whose ``configs:`` name the parquet files, the same config
-and split names), so the local task overrides of :mod:`llava_prumerge.eval_tasks` treat these and
+and split names), so the local task overrides of :mod:`llava_prumerge.evaluation.tasks` treat these and
 a user's real local copies identically. The images are real photos shipped by scikit-image; the
 questions are about what the photos show. A handful of rows per split: enough for lmms-eval's
 prompt and metric code to run end to end on a CPU, far too few for a meaningful score.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .tiny import demo_images
+from .setting import demo_images
 
 TINY_BENCHMARKS_VERSION = "1"
 MAX_SIDE = 160
@@ -46,7 +46,7 @@ def _write(root: Path, repo: str, config: str, splits: dict[str, list[dict]], fe
         f"  - split: {split}\n    path: {config}/{split}-*\n" for split in splits
     )
     readme.write_text(
-        f"---{existing}{entry}---\n# {repo} (tiny local copy written by llava_prumerge.tiny_benchmarks)\n"
+        f"---{existing}{entry}---\n# {repo} (tiny local copy written by llava_prumerge.tiny.benchmarks)\n"
     )
 
 

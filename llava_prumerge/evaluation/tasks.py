@@ -13,7 +13,7 @@ overrides only that:
   ``pope`` scores all 9000 questions jointly, ``pope_full`` reports no average, and both score
   only an exact yes/no;
 - ``scienceqa_img_llava15``: the built-in prompt, the letter read as LLaVA's ``eval_science_qa.py``;
-- the rules themselves: :mod:`llava_prumerge.eval_rules`;
+- the rules themselves: :mod:`llava_prumerge.evaluation.rules`;
 - ``mmbench_en_dev_static`` (built in) scores MMBench-dev without an OpenAI judge; MMBench-test
   goes to the official server as the ``mmbench_en_test`` xlsx.
 
@@ -21,7 +21,7 @@ overrides only that:
 is ``dataset_path: DIR/<repo>``, where ``<repo>`` is the last part of the built-in's Hub path
 (``MME``, ``POPE``, ``ScienceQA``, ``textvqa``, ``VQAv2``, ``MMBench``, ``GQA``): a
 ``huggingface-cli download lmms-lab/<repo> --repo-type dataset --local-dir DIR/<repo>`` snapshot,
-or the tiny copies of :mod:`llava_prumerge.tiny_benchmarks`. GQA's built-in task joins its images
+or the tiny copies of :mod:`llava_prumerge.tiny.benchmarks`. GQA's built-in task joins its images
 from the Hub inside ``process_docs``; the local twin expects the instructions config with the
 image already joined as an ``image`` column and sets ``process_docs: null``.
 
@@ -55,7 +55,7 @@ class TaskSource:
     """Keys whose value is a function, as ``(key, "module.function")`` (written as ``!function``)."""
 
 
-RULES = "llava_prumerge.eval_rules"
+RULES = "llava_prumerge.evaluation.rules"
 
 
 TASKS: dict[str, TaskSource] = {

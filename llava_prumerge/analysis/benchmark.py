@@ -6,7 +6,7 @@ reduction alone and its share of the vision time, the language model's prefill a
 matrix products alone (see :func:`matmul_only_prefill`), time to first token (vision + prefill),
 decode tokens per second, peak memory (CUDA's allocator, or the process's peak resident set on CPU),
 the KV-cache bytes after prefill and the visual tokens per image. It also times
-:func:`llava_prumerge.reference.released_loop_prumerge` (the released code's per-image, per-token
+:func:`llava_prumerge.analysis.reference.released_loop_prumerge` (the released code's per-image, per-token
 loop) against the batched reduction on the same tensors. On CUDA every timing is taken with CUDA
 events after synchronising.
 """
@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig
 
-from .config import TokenReductionConfig
-from .modeling import LlavaPruMergeForConditionalGeneration
-from .reduction import cls_attention, reduce_visual_tokens
+from ..config import TokenReductionConfig
+from ..models.llava import LlavaPruMergeForConditionalGeneration
+from ..reduction import cls_attention, reduce_visual_tokens
+from ..tiny.setting import build_tiny_model, demo_images, sharpen_cls_attention
 from .reference import released_loop_prumerge
-from .tiny import build_tiny_model, demo_images, sharpen_cls_attention
 
 CLIP_L_336 = dict(
     hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
@@ -36,7 +36,7 @@ VICUNA_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32
 VICUNA_13B = dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40)
 
 PRESETS: dict[str, dict] = {
-    "tiny": {},  # llava_prumerge.tiny: 144 patches, 2-layer width-32 LLM
+    "tiny": {},  # llava_prumerge.tiny.setting: 144 patches, 2-layer width-32 LLM
     # CPU-sized with LLaVA-1.5's proportions: 576 visual tokens, an LLM far larger than the tower.
     "small": {
         "vision": dict(CLIP_L_336, hidden_size=256, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=4),

@@ -1,7 +1,7 @@
 """The ``llava_prumerge`` model for lmms-eval (0.7.3): LLaVA-1.5 with token reduction, batched.
 
 Registered through the ``lmms_eval.models`` entry point (see ``setup.py`` and
-:mod:`llava_prumerge.lmms_eval_plugin`), so the stock harness finds it::
+:mod:`llava_prumerge.evaluation.plugin`), so the stock harness finds it::
 
     accelerate launch -m lmms_eval --model llava_prumerge \\
         --model_args pretrained=llava-hf/llava-1.5-7b-hf,reduction=prumerge,batch_size=16 \\
@@ -24,7 +24,7 @@ process loads its own copy on ``cuda:{local rank}`` and lmms-eval splits the req
 
 Per request the number of visual tokens fed to the language model is recorded
 (``visual_token_records``) and, when ``visual_token_log`` is set, appended to that JSONL file
-(one line per sample: task, doc_id, visual_tokens per image); :mod:`llava_prumerge.results`
+(one line per sample: task, doc_id, visual_tokens per image); :mod:`llava_prumerge.evaluation.results`
 turns it into per-task mean/min/max next to the scores. Beside the log, ``run_settings.json``
 records what produced the results: the full resolved :class:`TokenReductionConfig`, the
 checkpoint or the adapter (with its ``base_model.json``), dtype, batch size and process count.
@@ -45,12 +45,12 @@ from loguru import logger
 from PIL import Image
 from tqdm import tqdm
 
-from .checkpoints import BASE_MODEL_FILE, TOKEN_REDUCTION_FILE, load_finetuned
-from .config import TokenReductionConfig
-from .config import resolve_reduction as resolve_config
-from .conversation import IMAGE_TOKEN, generation_prompt
-from .images import pad_to_square
-from .modeling import LlavaPruMergeForConditionalGeneration
+from ..config import TokenReductionConfig
+from ..config import resolve_reduction as resolve_config
+from ..conversation import IMAGE_TOKEN, generation_prompt
+from ..images import pad_to_square
+from ..models.llava import LlavaPruMergeForConditionalGeneration
+from ..training.checkpoints import BASE_MODEL_FILE, TOKEN_REDUCTION_FILE, load_finetuned
 from .results import RUN_SETTINGS_FILE
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -196,7 +196,7 @@ class LlavaPruMerge(lmms):
         self, pretrained: str, adapter: str | None, dtype: torch.dtype, attn_implementation: str | None
     ) -> dict[str, Any]:
         """What produced this run's answers: the resolved reduction, the model, the adapter and its base."""
-        from . import __version__
+        from .. import __version__
 
         base_model = None
         if adapter and (Path(adapter) / BASE_MODEL_FILE).is_file():

@@ -1,8 +1,8 @@
 """LLaVA-1.5's own scoring and prompt rules, where lmms-eval 0.7.3's built-in tasks differ.
 
 The paper's numbers come from LLaVA-1.5's evaluation scripts (``llava/eval/``), which the
-released PruMerge code reuses. Our task files (:mod:`llava_prumerge.eval_tasks`) keep lmms-eval's
-tasks and replace only these functions, through ``!function llava_prumerge.eval_rules.<name>``:
+released PruMerge code reuses. Our task files (:mod:`llava_prumerge.evaluation.tasks`) keep lmms-eval's
+tasks and replace only these functions, through ``!function llava_prumerge.evaluation.rules.<name>``:
 
 - **POPE** (``eval_pope.py``): the answer is parsed, not matched: keep the first sentence, drop
   commas, split on spaces; ``no`` if the words contain ``No``, ``not`` or ``no``, else ``yes``.

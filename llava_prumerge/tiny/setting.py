@@ -24,9 +24,9 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from .config import TokenReductionConfig
-from .conversation import IMAGE_TOKEN, generation_prompt
-from .modeling import LlavaPruMergeForConditionalGeneration
+from ..config import TokenReductionConfig
+from ..conversation import IMAGE_TOKEN, generation_prompt
+from ..models.llava import LlavaPruMergeForConditionalGeneration
 
 TINY_IMAGE_SIZE = 48
 TINY_PATCH_SIZE = 4  # a 12 x 12 grid: N = 144 patch tokens

@@ -1,0 +1,3 @@
+"""Evaluation through lmms-eval: ``lmms_eval_model`` (the registered model), ``plugin`` (its entry
+point), ``tasks`` (the paper's benchmarks as lmms-eval tasks), ``rules`` (LLaVA-1.5's scoring rules
+where lmms-eval differs), ``results`` (result folders → the paper's tables)."""
