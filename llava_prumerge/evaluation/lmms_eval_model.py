@@ -79,6 +79,58 @@ def truncate_at_stops(text: str, until: list[str]) -> str:
     return text
 
 
+def process_layout(device: str | None) -> tuple[int, int, torch.device]:
+    """``(rank, world size, device)`` as lmms-eval's evaluator reads them (``RANK``/``WORLD_SIZE``/
+    ``LOCAL_RANK`` from the launcher); accelerate's own state reports one process for a CPU launch,
+    whose ranks would then share (and truncate) one visual-token log. ``cuda`` becomes each
+    process's own ``cuda:{local rank}``."""
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if device in (None, "", "None"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if world_size > 1 and str(device) == "cuda":
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return rank, world_size, torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto`` is float16 on a GPU (LLaVA-1.5's evaluation) and float32 on the CPU."""
+    if dtype == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if dtype in DTYPES:
+        return DTYPES[dtype]
+    raise ValueError(f"llava_prumerge: dtype={dtype!r}: expected auto or one of {sorted(DTYPES)}")
+
+
+def load_model(
+    pretrained: str,
+    adapter: str | None,
+    reduction: str | None,
+    budget: int | str | None,
+    dtype: torch.dtype,
+    attn_implementation: str | None,
+):
+    """``(model, processor)``: a llava-hf checkpoint, or an adapter merged into its base; the
+    reduction is ``reduction``/``budget`` if given, else the adapter's saved one, else PruMerge."""
+    budget = None if budget in (None, "", "None") else int(budget)
+    saved = None
+    if adapter and (Path(adapter) / TOKEN_REDUCTION_FILE).is_file():
+        saved = TokenReductionConfig.from_dict(json.loads((Path(adapter) / TOKEN_REDUCTION_FILE).read_text()))
+    config = resolve_reduction(reduction, budget, base=saved)
+    if adapter:
+        return load_finetuned(
+            adapter, token_reduction=config, dtype=dtype, attn_implementation=attn_implementation, merge=True
+        )
+    from transformers import AutoProcessor
+
+    model = LlavaPruMergeForConditionalGeneration.from_pretrained(
+        pretrained,
+        token_reduction=config or TokenReductionConfig(),
+        dtype=dtype,
+        attn_implementation=attn_implementation,
+    )
+    return model, AutoProcessor.from_pretrained(pretrained)
+
+
 class LlavaPruMerge(lmms):
     """lmms-eval model: :class:`LlavaPruMergeForConditionalGeneration` with batched greedy decoding.
 
@@ -125,72 +177,41 @@ class LlavaPruMerge(lmms):
             )
         if image_aspect_ratio not in ("pad", "crop"):
             raise ValueError(f"llava_prumerge: image_aspect_ratio={image_aspect_ratio!r}: expected 'pad' or 'crop'")
-        # The process layout as lmms-eval's evaluator reads it (RANK / WORLD_SIZE / LOCAL_RANK from the
-        # launcher); accelerate's own state reports one process for a CPU launch, whose ranks would
-        # then share (and truncate) one visual-token log.
-        self._rank = int(os.environ.get("RANK", 0))
-        self._world_size = int(os.environ.get("WORLD_SIZE", 1))
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        if device in (None, "", "None"):
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if self._world_size > 1 and str(device) == "cuda":
-            device = f"cuda:{local_rank}"
-        self._device = torch.device(device)
-        if dtype == "auto":
-            torch_dtype = torch.float16 if self._device.type == "cuda" else torch.float32
-        elif dtype in DTYPES:
-            torch_dtype = DTYPES[dtype]
-        else:
-            raise ValueError(f"llava_prumerge: dtype={dtype!r}: expected auto or one of {sorted(DTYPES)}")
-
-        budget = None if budget in (None, "", "None") else int(budget)
-        saved = None
-        if adapter and (Path(adapter) / TOKEN_REDUCTION_FILE).is_file():
-            saved = TokenReductionConfig.from_dict(json.loads((Path(adapter) / TOKEN_REDUCTION_FILE).read_text()))
-        config = resolve_reduction(reduction, budget, base=saved)
-        if adapter:
-            model, processor = load_finetuned(
-                adapter, token_reduction=config, dtype=torch_dtype, attn_implementation=attn_implementation, merge=True
-            )
-        else:
-            from transformers import AutoProcessor
-
-            model = LlavaPruMergeForConditionalGeneration.from_pretrained(
-                pretrained,
-                token_reduction=config or TokenReductionConfig(),
-                dtype=torch_dtype,
-                attn_implementation=attn_implementation,
-            )
-            processor = AutoProcessor.from_pretrained(pretrained)
+        self.batch_size_per_gpu = int(batch_size)
+        if self.batch_size_per_gpu < 1:
+            raise ValueError(f"llava_prumerge: batch_size={batch_size!r} must be >= 1")
+        self._rank, self._world_size, self._device = process_layout(device)
+        torch_dtype = resolve_dtype(dtype, self._device)
+        model, processor = load_model(pretrained, adapter, reduction, budget, torch_dtype, attn_implementation)
         self._model = model.to(self._device).eval()
         self.processor = processor
         self._tokenizer = processor.tokenizer
         self._tokenizer.padding_side = "left"
-        self.batch_size_per_gpu = int(batch_size)
-        if self.batch_size_per_gpu < 1:
-            raise ValueError(f"llava_prumerge: batch_size={batch_size!r} must be >= 1")
         self.max_new_tokens = None if max_new_tokens in (None, "", "None") else int(max_new_tokens)
         self.image_aspect_ratio = image_aspect_ratio
         self.pretrained = adapter or pretrained
         self.visual_token_records: list[dict[str, Any]] = []
-        self.visual_token_log = Path(visual_token_log) if visual_token_log else None
-        if self.visual_token_log is not None and self._world_size > 1:
-            self.visual_token_log = self.visual_token_log.with_name(
-                f"{self.visual_token_log.stem}.rank{self._rank}{self.visual_token_log.suffix}"
-            )
-        if self.visual_token_log is not None:
-            # One log per lmms-eval invocation: a re-run into the same folder starts it afresh.
-            self.visual_token_log.parent.mkdir(parents=True, exist_ok=True)
-            self.visual_token_log.write_text("")
         self.run_settings = self._run_settings(pretrained, adapter, torch_dtype, attn_implementation)
-        if self.visual_token_log is not None and self._rank == 0:
-            settings_path = self.visual_token_log.parent / RUN_SETTINGS_FILE
-            settings_path.write_text(json.dumps(self.run_settings, indent=2) + "\n")
+        self.visual_token_log = self._start_logs(visual_token_log)
         self._warned_sampling = False
         logger.info(
             f"llava_prumerge: {self.pretrained} on {self._device} ({torch_dtype}), "
             f"reduction {self._model.token_reduction.to_dict()}, batch size {self.batch_size_per_gpu}"
         )
+
+    def _start_logs(self, visual_token_log: str | None) -> Path | None:
+        """This process's visual-token log (``.rank{r}`` with several), emptied for this run, and the
+        run's ``run_settings.json`` beside it (written by rank 0)."""
+        if not visual_token_log:
+            return None
+        path = Path(visual_token_log)
+        if self._world_size > 1:
+            path = path.with_name(f"{path.stem}.rank{self._rank}{path.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")  # one log per lmms-eval invocation: a re-run into the same folder starts afresh
+        if self._rank == 0:
+            (path.parent / RUN_SETTINGS_FILE).write_text(json.dumps(self.run_settings, indent=2) + "\n")
+        return path
 
     def _run_settings(
         self, pretrained: str, adapter: str | None, dtype: torch.dtype, attn_implementation: str | None
