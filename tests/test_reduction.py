@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from released_reference import reference_reduce
 from tolerances import assert_sums_close
 
 from llava_prumerge import TokenReductionConfig, cls_attention, outlier_count, reduce_visual_tokens
+from llava_prumerge.analysis.reference import released_loop_image
 from llava_prumerge.reduction import spatial_grid_indices
 
 SELECTING = ["prumerge", "prumerge_plus", "aits"]
@@ -27,6 +27,12 @@ def make_batch(batch=4, n=144, width=32, sharpness=None, seed=0):
     return features, queries * scale, keys * scale
 
 
+def reference_attention(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Spec Sec. 1 in float64, independently of the library: ``softmax(q_cls · kᵀ / √C)[1:]``."""
+    logits = (queries[0].double() @ keys.double().T) / queries.shape[-1] ** 0.5
+    return torch.softmax(logits, dim=0)[1:].float()
+
+
 @pytest.mark.parametrize("plus", [False, True])
 @pytest.mark.parametrize("merge", ["sum", "mean"])
 @pytest.mark.parametrize("n, knn", [(144, 32), (64, 8), (16, 32)])
@@ -35,7 +41,8 @@ def test_matches_naive_reference_of_the_released_algorithm(plus, merge, n, knn):
     config = TokenReductionConfig(method="prumerge_plus" if plus else "prumerge", knn=knn, merge=merge)
     reduced = reduce_visual_tokens(features, queries, keys, config)
     for b in range(features.shape[0]):
-        expected, kept = reference_reduce(features[b], queries[b], keys[b], plus=plus, knn=knn, merge=merge)
+        scores = reference_attention(queries[b], keys[b])
+        expected, kept = released_loop_image(features[b], keys[b], scores, knn=knn, plus=plus, merge=merge)
         length = int(reduced.lengths[b])
         assert length == len(expected)
         assert reduced.indices[b, : length - 1].tolist() == kept
