@@ -2,8 +2,9 @@
 
 from setuptools import find_packages, setup
 
-# Versions tested together (README, "Tested versions"). torch/torchvision are pinned to the
-# releases that install from the local wheel cache here; a newer torch would pull a multi-GB build.
+# Versions tested together (README, "Tested versions"), pinned so that a fresh install reproduces
+# the tested environment. torch/torchvision are pinned too: an unpinned resolve picks the newest
+# (CUDA) torch, a multi-GB download that this code was not tested with.
 CORE = [
     "torch==2.14.1",
     "torchvision==0.29.1",

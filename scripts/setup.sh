@@ -9,11 +9,11 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 pip_install() {
-  # The local wheel indexes of this environment warn about every package they lack; hide that noise.
+  # pip warns once per package about configured find-links folders that do not exist; hide that noise.
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@" \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 }
-# torch first, pinned: an unpinned resolve could pick a newer multi-GB build.
+# torch first, pinned (see setup.py): the rest then resolves against the tested torch.
 pip_install "torch==2.14.1" "torchvision==0.29.1"
 pip_install -e ".[train,eval,dev]"
 echo "llava-prumerge installed in $VENV"
