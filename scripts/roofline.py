@@ -7,7 +7,7 @@
     python scripts/roofline.py --config path/to/llava-1.5-7b-hf      # the LLM of any checkpoint's config.json
 
 Computed from the Vicuna-7B/13B shapes alone with LLM-Viewer's roofline method
-(llava_prumerge/roofline.py; docs/roofline.md explains every number that differs from Table 2).
+(llava_prumerge/analysis/roofline.py; docs/roofline.md explains every number that differs from Table 2).
 On V100, at batch 1 with a 40-token prompt and the counts 576 40 (stated) or 660 30 (what Table 2's
 numbers correspond to), each cell also shows the paper's number and ours / paper.
 """
