@@ -68,15 +68,8 @@ def released_loop_image(
 
 
 def released_loop_prumerge(
-    features: torch.Tensor,
-    keys: torch.Tensor,
-    scores: torch.Tensor,
-    knn: int = 32,
-    iqr_scale: float = 1.5,
-    keep: int | None = None,
+    features: torch.Tensor, keys: torch.Tensor, scores: torch.Tensor, **options
 ) -> list[torch.Tensor]:
     """PruMerge per image with Python loops over ``features [B, N, C]``, ``keys [B, N+1, C]``, ``scores
-    [B, N]``: one ``[m_i + 1, C]`` tensor per image (:func:`released_loop_image`)."""
-    return [
-        released_loop_image(features[b], keys[b], scores[b], knn, iqr_scale, keep)[0] for b in range(features.shape[0])
-    ]
+    [B, N]``: one ``[m_i + 1, C]`` tensor per image. ``options``: :func:`released_loop_image`'s."""
+    return [released_loop_image(features[b], keys[b], scores[b], **options)[0] for b in range(features.shape[0])]

@@ -11,17 +11,24 @@ prompt and metric code to run end to end on a CPU, far too few for a meaningful 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from .setting import demo_images
 
+if TYPE_CHECKING:
+    from datasets import Features
+
 TINY_BENCHMARKS_VERSION = "1"
 MAX_SIDE = 160
 """Photos are shrunk to this longest side: the processor resizes anyway, and the files stay small."""
 
+Photos = dict[str, Image.Image]
 
-def _photos() -> dict[str, Image.Image]:
+
+def _photos() -> Photos:
+    """The scikit-image photos the benchmarks ask about, by name, shrunk to ``MAX_SIDE``."""
     names = ("astronaut", "chelsea", "coffee", "rocket", "text", "camera", "coins", "horse", "page", "clock")
     photos = {}
     for name, image in zip(names, demo_images(names)):
@@ -30,7 +37,20 @@ def _photos() -> dict[str, Image.Image]:
     return photos
 
 
-def _write(root: Path, repo: str, config: str, splits: dict[str, list[dict]], features) -> None:
+def _features(columns: str, types: dict[str, Any] | None = None) -> Features:
+    """The schema of the space-separated ``columns``, in order: strings but ``image`` and those in ``types``.
+
+    A type in ``types`` is a ``datasets.Value`` dtype name or a ``datasets`` feature.
+    """
+    from datasets import Features, Value
+    from datasets import Image as ImageFeature
+
+    types = {"image": ImageFeature(), **(types or {})}
+    kinds = {name: types.get(name, "string") for name in columns.split()}
+    return Features({name: Value(kind) if isinstance(kind, str) else kind for name, kind in kinds.items()})
+
+
+def _write(root: Path, repo: str, config: str, splits: dict[str, list[dict]], features: Features) -> None:
     """Parquet files ``<root>/<repo>/<config>/<split>-00000-of-00001.parquet`` + the README configs."""
     from datasets import Dataset, disable_progress_bars
 
@@ -51,31 +71,34 @@ def _write(root: Path, repo: str, config: str, splits: dict[str, list[dict]], fe
 
 
 def _vqa_answers(answer: str, alternatives: tuple[str, ...] = ()) -> list[dict]:
+    """VQAv2's ten annotator answers: the ``alternatives`` first, then ``answer`` for the rest."""
     given = list(alternatives) + [answer] * (10 - len(alternatives))
     return [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1} for i, a in enumerate(given)]
 
 
-def write_tiny_benchmarks(root: str | Path) -> Path:
-    """Write VQAv2, ScienceQA, TextVQA, POPE, MME, MMBench and GQA tiny copies under ``root``."""
-    from datasets import Features, Sequence, Value
-    from datasets import Image as ImageFeature
+def _vqav2_row(image: Image.Image, image_id: int, question_id: int, question: str, scored: tuple = ()) -> dict:
+    """One VQAv2 row; ``scored`` is ``(answer, alternatives, question_type, answer_type)``, empty on test."""
+    answer, alternatives, qtype, atype = scored or (None, None, None, None)
+    return {
+        "question_type": qtype,
+        "multiple_choice_answer": answer,
+        "answers": _vqa_answers(answer, alternatives) if scored else None,
+        "image_id": image_id,
+        "answer_type": atype,
+        "question_id": question_id,
+        "question": question,
+        "image": image,
+    }
 
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    photos = _photos()
 
-    # VQAv2 (lmms-lab/VQAv2, config default): validation is scored locally, test feeds EvalAI.
-    vqa_features = Features(
-        {
-            "question_type": Value("string"),
-            "multiple_choice_answer": Value("string"),
-            "answers": [{"answer": Value("string"), "answer_confidence": Value("string"), "answer_id": Value("int64")}],
-            "image_id": Value("int64"),
-            "answer_type": Value("string"),
-            "question_id": Value("int64"),
-            "question": Value("string"),
-            "image": ImageFeature(),
-        }
+def _write_vqav2(root: Path, photos: Photos) -> None:
+    """VQAv2 (lmms-lab/VQAv2, config default): validation is scored locally, test feeds EvalAI."""
+    from datasets import Value
+
+    answer_feature = {"answer": Value("string"), "answer_confidence": Value("string"), "answer_id": Value("int64")}
+    features = _features(
+        "question_type multiple_choice_answer answers image_id answer_type question_id question image",
+        {"answers": [answer_feature], "image_id": "int64", "question_id": "int64"},
     )
     validation = [
         ("chelsea", "What animal is this?", "cat", ("kitten",), "what animal is", "other"),
@@ -89,51 +112,21 @@ def write_tiny_benchmarks(root: str | Path) -> Path:
             ("page", "Is this a page of text?"), ("text", "Is there text in the image?")]  # fmt: skip
     splits = {
         "validation": [
-            {
-                "question_type": qtype,
-                "multiple_choice_answer": answer,
-                "answers": _vqa_answers(answer, alternatives),
-                "image_id": i,
-                "answer_type": atype,
-                "question_id": 1000 + i,
-                "question": question,
-                "image": photos[name],
-            }
+            _vqav2_row(photos[name], i, 1000 + i, question, (answer, alternatives, qtype, atype))
             for i, (name, question, answer, alternatives, qtype, atype) in enumerate(validation)
         ],
-        "test": [
-            {
-                "question_type": None,
-                "multiple_choice_answer": None,
-                "answers": None,
-                "image_id": 100 + i,
-                "answer_type": None,
-                "question_id": 2000 + i,
-                "question": question,
-                "image": photos[name],
-            }
-            for i, (name, question) in enumerate(test)
-        ],
+        "test": [_vqav2_row(photos[name], 100 + i, 2000 + i, question) for i, (name, question) in enumerate(test)],
     }
-    _write(root, "VQAv2", "default", splits, vqa_features)
+    _write(root, "VQAv2", "default", splits, features)
 
-    # ScienceQA (lmms-lab/ScienceQA, config ScienceQA-IMG, split test).
-    sqa_features = Features(
-        {
-            "image": ImageFeature(),
-            "question": Value("string"),
-            "choices": Sequence(Value("string")),
-            "answer": Value("int8"),
-            "hint": Value("string"),
-            "task": Value("string"),
-            "grade": Value("string"),
-            "subject": Value("string"),
-            "topic": Value("string"),
-            "category": Value("string"),
-            "skill": Value("string"),
-            "lecture": Value("string"),
-            "solution": Value("string"),
-        }
+
+def _write_scienceqa(root: Path, photos: Photos) -> None:
+    """ScienceQA (lmms-lab/ScienceQA, config ScienceQA-IMG, split test)."""
+    from datasets import Sequence, Value
+
+    features = _features(
+        "image question choices answer hint task grade subject topic category skill lecture solution",
+        {"choices": Sequence(Value("string")), "answer": "int8"},
     )
     sqa = [
         ("chelsea", "Which animal is shown?", ["dog", "cat", "bird"], 1, "Look at the picture."),
@@ -159,25 +152,19 @@ def write_tiny_benchmarks(root: str | Path) -> Path:
         }
         for name, question, choices, answer, hint in sqa
     ]
-    _write(root, "ScienceQA", "ScienceQA-IMG", {"test": rows}, sqa_features)
+    _write(root, "ScienceQA", "ScienceQA-IMG", {"test": rows}, features)
 
-    # TextVQA (lmms-lab/textvqa, config default, split validation); OCR tokens as the dataset ships them.
-    text_features = Features(
-        {
-            "image_id": Value("string"),
-            "question_id": Value("int32"),
-            "question": Value("string"),
-            "question_tokens": Sequence(Value("string")),
-            "image": ImageFeature(),
-            "image_width": Value("int32"),
-            "image_height": Value("int32"),
-            "flickr_original_url": Value("string"),
-            "flickr_300k_url": Value("string"),
-            "answers": Sequence(Value("string")),
-            "image_classes": Sequence(Value("string")),
-            "set_name": Value("string"),
-            "ocr_tokens": Sequence(Value("string")),
-        }
+
+def _write_textvqa(root: Path, photos: Photos) -> None:
+    """TextVQA (lmms-lab/textvqa, config default, split validation); OCR tokens as the dataset ships them."""
+    from datasets import Sequence, Value
+
+    strings = Sequence(Value("string"))
+    features = _features(
+        "image_id question_id question question_tokens image image_width image_height flickr_original_url "
+        "flickr_300k_url answers image_classes set_name ocr_tokens",
+        {"question_id": "int32", "image_width": "int32", "image_height": "int32"}
+        | {name: strings for name in ("question_tokens", "answers", "image_classes", "ocr_tokens")},
     )
     textvqa = [
         ("text", "what word is written in the image?", "text", ["Text", "Image", "Processing"]),
@@ -203,20 +190,12 @@ def write_tiny_benchmarks(root: str | Path) -> Path:
         }
         for i, (name, question, answer, ocr) in enumerate(textvqa)
     ]
-    _write(root, "textvqa", "default", {"validation": rows}, text_features)
+    _write(root, "textvqa", "default", {"validation": rows}, features)
 
-    # POPE (lmms-lab/POPE, config Full, splits adversarial / popular / random).
-    pope_features = Features(
-        {
-            "id": Value("string"),
-            "question_id": Value("string"),
-            "question": Value("string"),
-            "answer": Value("string"),
-            "image_source": Value("string"),
-            "image": ImageFeature(),
-            "category": Value("string"),
-        }
-    )
+
+def _write_pope(root: Path, photos: Photos) -> None:
+    """POPE (lmms-lab/POPE, config Full, splits adversarial / popular / random)."""
+    features = _features("id question_id question answer image_source image category")
     pope = {
         "adversarial": [("chelsea", "cat", "yes"), ("chelsea", "dog", "no"), ("horse", "horse", "yes"), ("horse", "cow", "no")],
         "popular": [("astronaut", "person", "yes"), ("astronaut", "car", "no"), ("coffee", "cup", "yes"), ("coffee", "chair", "no")],
@@ -237,56 +216,39 @@ def write_tiny_benchmarks(root: str | Path) -> Path:
         ]
         for split, rows in pope.items()
     }
-    _write(root, "POPE", "Full", splits, pope_features)
+    _write(root, "POPE", "Full", splits, features)
 
-    # MME (lmms-lab/MME, config default, split test): yes/no question pairs per image.
-    mme_features = Features(
+
+def _write_mme(root: Path, photos: Photos) -> None:
+    """MME (lmms-lab/MME, config default, split test): yes/no question pairs per image."""
+    features = _features("question_id image question answer category")
+    mme = {
+        "existence": [
+            ("chelsea", "Is there a cat in this image?", "Is there a dog in this image?"),
+            ("rocket", "Is there a rocket in this image?", "Is there a boat in this image?"),
+        ],
+        "color": [("coffee", "Is the cup in the image white?", "Is the cup in the image green?")],
+        "commonsense_reasoning": [("clock", "Can this object tell the time?", "Can this object be eaten?")],
+    }
+    rows = [
         {
-            "question_id": Value("string"),
-            "image": ImageFeature(),
-            "question": Value("string"),
-            "answer": Value("string"),
-            "category": Value("string"),
+            "question_id": f"{category}/{name}.png",
+            "image": photos[name],
+            "question": f"{question} Please answer yes or no.",
+            "answer": answer,
+            "category": category,
         }
-    )
-    mme = [
-        ("existence", "chelsea", "Is there a cat in this image?", "Is there a dog in this image?"),
-        ("existence", "rocket", "Is there a rocket in this image?", "Is there a boat in this image?"),
-        ("color", "coffee", "Is the cup in the image white?", "Is the cup in the image green?"),
-        ("commonsense_reasoning", "clock", "Can this object tell the time?", "Can this object be eaten?"),
+        for category, questions in mme.items()
+        for name, yes_question, no_question in questions
+        for question, answer in ((yes_question, "Yes"), (no_question, "No"))
     ]
-    rows = []
-    for category, name, yes_question, no_question in mme:
-        for question, answer in ((yes_question, "Yes"), (no_question, "No")):
-            rows.append(
-                {
-                    "question_id": f"{category}/{name}.png",
-                    "image": photos[name],
-                    "question": f"{question} Please answer yes or no.",
-                    "answer": answer,
-                    "category": category,
-                }
-            )
-    _write(root, "MME", "default", {"test": rows}, mme_features)
+    _write(root, "MME", "default", {"test": rows}, features)
 
-    # MMBench (lmms-lab/MMBench, config en, splits dev / test; no answers on test).
-    mmb_features = Features(
-        {
-            "index": Value("int64"),
-            "question": Value("string"),
-            "hint": Value("string"),
-            "answer": Value("string"),
-            "A": Value("string"),
-            "B": Value("string"),
-            "C": Value("string"),
-            "D": Value("string"),
-            "category": Value("string"),
-            "image": ImageFeature(),
-            "source": Value("string"),
-            "L2-category": Value("string"),
-            "comment": Value("string"),
-            "split": Value("string"),
-        }
+
+def _write_mmbench(root: Path, photos: Photos) -> None:
+    """MMBench (lmms-lab/MMBench, config en, splits dev / test; no answers on test)."""
+    features = _features(
+        "index question hint answer A B C D category image source L2-category comment split", {"index": "int64"}
     )
     mmbench = {
         "dev": [
@@ -313,10 +275,7 @@ def write_tiny_benchmarks(root: str | Path) -> Path:
                 "question": question,
                 "hint": hint,
                 "answer": answer,
-                "A": options[0],
-                "B": options[1],
-                "C": options[2],
-                "D": options[3],
+                **dict(zip("ABCD", options)),
                 "category": "object_localization" if i % 2 else "image_topic",
                 "image": photos[name],
                 "source": "tiny",
@@ -328,21 +287,15 @@ def write_tiny_benchmarks(root: str | Path) -> Path:
         ]
         for split, rows in mmbench.items()
     }
-    _write(root, "MMBench", "en", splits, mmb_features)
+    _write(root, "MMBench", "en", splits, features)
 
-    # GQA (lmms-lab/GQA): the instructions config with each question's image joined in an `image`
-    # column (the Hub splits images into another config, which lmms-eval's task fetches from the Hub).
-    gqa_features = Features(
-        {
-            "id": Value("string"),
-            "imageId": Value("string"),
-            "question": Value("string"),
-            "answer": Value("string"),
-            "fullAnswer": Value("string"),
-            "isBalanced": Value("bool"),
-            "image": ImageFeature(),
-        }
-    )
+
+def _write_gqa(root: Path, photos: Photos) -> None:
+    """GQA (lmms-lab/GQA): the instructions config with each question's image joined in an ``image`` column.
+
+    The Hub splits images into another config, which lmms-eval's task fetches from the Hub.
+    """
+    features = _features("id imageId question answer fullAnswer isBalanced image", {"isBalanced": "bool"})
     gqa = [
         ("chelsea", "What animal is this?", "cat", "It is a cat."),
         ("coffee", "What is in the cup?", "coffee", "The cup contains coffee."),
@@ -361,8 +314,16 @@ def write_tiny_benchmarks(root: str | Path) -> Path:
         }
         for i, (name, question, answer, full) in enumerate(gqa)
     ]
-    _write(root, "GQA", "testdev_balanced_instructions", {"testdev": rows}, gqa_features)
+    _write(root, "GQA", "testdev_balanced_instructions", {"testdev": rows}, features)
 
+
+def write_tiny_benchmarks(root: str | Path) -> Path:
+    """Write VQAv2, ScienceQA, TextVQA, POPE, MME, MMBench and GQA tiny copies under ``root``."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    photos = _photos()
+    for write in (_write_vqav2, _write_scienceqa, _write_textvqa, _write_pope, _write_mme, _write_mmbench, _write_gqa):
+        write(root, photos)
     (root / "VERSION").write_text(TINY_BENCHMARKS_VERSION + "\n")
     return root
 

@@ -187,6 +187,13 @@ TINY_DATA_IMAGES = {
 TINY_TEXT_ONLY = [("What is two plus three?", "five"), ("Name a colour.", "blue"), ("Say hello.", "hello")]
 
 
+def _sample(sample_id: str, turns: list[str], image: str | None = None) -> dict:
+    """One ``llava_v1_5_mix665k.json`` sample: ``turns`` alternate human and gpt, ``image`` names its file if any."""
+    sample = {"id": sample_id} if image is None else {"id": sample_id, "image": image}
+    sample["conversations"] = [{"from": ("human", "gpt")[i % 2], "value": turn} for i, turn in enumerate(turns)]
+    return sample
+
+
 def write_tiny_dataset(directory: str | Path, image_size: int = 96) -> Path:
     """A LLaVA-1.5-format instruction set from scikit-image photos; returns the JSON path.
 
@@ -201,35 +208,11 @@ def write_tiny_dataset(directory: str | Path, image_size: int = 96) -> Path:
         image.thumbnail((image_size, image_size))
         image.save(directory / "images" / f"{name}.png")
         colour, caption = TINY_DATA_IMAGES[name]
-        samples.append(
-            {
-                "id": f"{name}-caption",
-                "image": f"{name}.png",
-                "conversations": [
-                    {"from": "human", "value": "<image>\nWhat is in the picture?"},
-                    {"from": "gpt", "value": caption},
-                ],
-            }
-        )
-        samples.append(
-            {
-                "id": f"{name}-two-turns",
-                "image": f"{name}.png",
-                "conversations": [
-                    {"from": "human", "value": "What is this?\n<image>"},
-                    {"from": "gpt", "value": caption},
-                    {"from": "human", "value": "Colour or greyscale?"},
-                    {"from": "gpt", "value": "colour" if colour else "greyscale"},
-                ],
-            }
-        )
+        samples.append(_sample(f"{name}-caption", ["<image>\nWhat is in the picture?", caption], f"{name}.png"))
+        turns = ["What is this?\n<image>", caption, "Colour or greyscale?", "colour" if colour else "greyscale"]
+        samples.append(_sample(f"{name}-two-turns", turns, f"{name}.png"))
     for index, (question, answer) in enumerate(TINY_TEXT_ONLY):
-        samples.append(
-            {
-                "id": f"text-only-{index}",
-                "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}],
-            }
-        )
+        samples.append(_sample(f"text-only-{index}", [question, answer]))
     path = directory / "tiny_instruct.json"
     path.write_text(json.dumps(samples, indent=1) + "\n")
     return path
