@@ -70,6 +70,7 @@ class BaseModelSpec:
 def load_base_model(
     spec: BaseModelSpec,
     token_reduction: TokenReductionConfig,
+    *,
     dtype: torch.dtype = torch.float32,
     attn_implementation: str | None = None,
 ) -> tuple[LlavaPruMergeForConditionalGeneration, LlavaProcessor]:
@@ -200,7 +201,7 @@ def load_finetuned(
     saved = TokenReductionConfig.from_dict(json.loads((adapter_dir / TOKEN_REDUCTION_FILE).read_text()))
     reduction = saved if token_reduction is None else TokenReductionConfig.coerce(token_reduction)
     spec = BaseModelSpec(**json.loads((adapter_dir / BASE_MODEL_FILE).read_text()))
-    model, processor = load_base_model(spec, reduction, dtype, attn_implementation)
+    model, processor = load_base_model(spec, reduction, dtype=dtype, attn_implementation=attn_implementation)
     if (adapter_dir / "preprocessor_config.json").is_file() or (adapter_dir / "processor_config.json").is_file():
         processor = AutoProcessor.from_pretrained(adapter_dir)
     model = PeftModel.from_pretrained(model, adapter_dir)

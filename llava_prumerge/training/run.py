@@ -78,7 +78,9 @@ def run(argv: list[str] | None = None) -> PruMergeTrainer:
         mm_projector=model_settings.mm_projector,
     )
     set_seed(args.seed)  # before LoRA's random init, so that a run is reproducible (and resumable)
-    model, processor = load_base_model(spec, reduction, dtype, model_settings.attn_implementation)
+    model, processor = load_base_model(
+        spec, reduction, dtype=dtype, attn_implementation=model_settings.attn_implementation
+    )
     model = add_lora(model, lora_settings)
     if args.gradient_checkpointing:
         args.gradient_checkpointing_kwargs = args.gradient_checkpointing_kwargs or {"use_reentrant": False}
