@@ -116,10 +116,62 @@ def prepare_deepspeed_on_cpu(use_cpu: bool, timeout_seconds: int = 1800) -> list
     return extra
 
 
+BASE_KEY = "base"
+
+
+def _read_config_file(path: Path, known: set[str]) -> dict:
+    """One training YAML's own settings (its ``base`` key included), checked against ``known``."""
+    import yaml
+
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a training config is a mapping of settings, got {type(values).__name__}")
+    unknown = sorted(set(values) - known - {BASE_KEY})
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {unknown}")
+    return values
+
+
+def load_config_values(config_path: str | Path, known: set[str]) -> dict:
+    """The settings of a training YAML with its ``base`` chain applied: the deepest base first, each overlay on top.
+
+    ``base: OTHER.yaml`` names a path relative to the folder of the YAML that holds it; a base may have a
+    base of its own. A missing file raises ``FileNotFoundError`` and a cycle ``ValueError``, both naming
+    the files; a key outside ``known`` raises ``ValueError`` naming the file that has it.
+    """
+    path = Path(config_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training config not found: {path}")
+    chain: list[Path] = []
+    layers: list[dict] = []
+    while True:
+        if path.resolve() in [seen.resolve() for seen in chain]:
+            names = " -> ".join(str(step) for step in [*chain, path])
+            raise ValueError(f"training config base cycle: {names}")
+        chain.append(path)
+        values = dict(_read_config_file(path, known))
+        base = values.pop(BASE_KEY, None)
+        layers.append(values)
+        if base is None:
+            break
+        if not isinstance(base, str) or not base:
+            raise ValueError(f"{path}: {BASE_KEY} must be the path of another training YAML, got {base!r}")
+        base_path = path.parent / base
+        if not base_path.is_file():
+            raise FileNotFoundError(f"{path}: base config not found: {base_path}")
+        path = base_path
+    merged: dict = {}
+    for values in reversed(layers):
+        merged.update(values)
+    return merged
+
+
 def parse_settings(argv: list[str]):
     """``[CONFIG.yaml] [--key value ...]``: YAML values become defaults, flags override them.
 
-    The YAML may stand anywhere in ``argv`` (launchers put ``--local_rank`` first).
+    The YAML may stand anywhere in ``argv`` (launchers put ``--local_rank`` first). A YAML may overlay
+    another with ``base: OTHER.yaml`` (relative to its own folder, chains allowed): the base's values
+    come first, the overlay's on top of them, then the flags (:func:`load_config_values`).
     """
     parser = HfArgumentParser((ModelSettings, DataSettings, LoraSettings, PruMergeTrainingArguments))
     argv = list(argv)
@@ -130,16 +182,8 @@ def parse_settings(argv: list[str]):
             config_path = Path(argv.pop(position))
             break
     if config_path is not None:
-        import yaml
-
-        if not config_path.is_file():
-            raise FileNotFoundError(f"training config not found: {config_path}")
-        values = yaml.safe_load(config_path.read_text()) or {}
         known = {action.dest for action in parser._actions}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{config_path}: unknown setting(s) {unknown}")
-        parser.set_defaults(**values)
+        parser.set_defaults(**load_config_values(config_path, known))
     raw, _ = parser.parse_known_args(argv)
     if raw.deepspeed:
         argv += prepare_deepspeed_on_cpu(raw.use_cpu, raw.ddp_timeout)
