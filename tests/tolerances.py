@@ -31,5 +31,5 @@ def assert_sums_close(actual: torch.Tensor, expected: torch.Tensor, terms: int, 
 
 def assert_close_at_scale(actual: torch.Tensor, expected: torch.Tensor, relative: float = 1e-4) -> None:
     """Network outputs computed two ways: within ``relative`` of the largest value (at least 1)."""
-    scale = max(1.0, float(expected.abs().max()))
+    scale = max(1.0, float(expected.detach().abs().max()))
     torch.testing.assert_close(actual, expected, atol=relative * scale, rtol=relative)
