@@ -16,7 +16,8 @@ import time
 import torch
 
 from llava_prumerge import METHODS, LlavaPruMergeForConditionalGeneration, TokenReductionConfig, pad_to_square
-from llava_prumerge.tiny.setting import DEMO_IMAGES, build_tiny_model, build_tiny_processor, demo_images, vicuna_prompt
+from llava_prumerge.conversation import generation_prompt
+from llava_prumerge.tiny.setting import DEMO_IMAGES, build_tiny_model, build_tiny_processor, demo_images
 
 
 def parse_args() -> argparse.Namespace:
@@ -55,7 +56,7 @@ def main() -> None:
     # LLaVA-1.5's image_aspect_ratio "pad": pad to a square with the mean colour, as in training and
     # evaluation, so that the processor crops nothing and the kept tokens match the evaluation's
     images = pad_to_square(demo_images(tuple(args.images)), processor)
-    prompts = [vicuna_prompt(args.question)] * len(images)
+    prompts = [generation_prompt(args.question)] * len(images)
     inputs = processor(images=images, text=prompts, return_tensors="pt", padding=True).to(args.device)
     inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
     vision = model.config.vision_config

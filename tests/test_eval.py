@@ -42,7 +42,7 @@ def tiny(tmp_path_factory):
     return {"root": root, "model": assets["llava"], "data": data, "env": env}
 
 
-def run_script(tiny, script: str, output: Path, **settings: str) -> subprocess.CompletedProcess:
+def run_script(tiny, script: str, output: Path, **settings: str | None) -> subprocess.CompletedProcess:
     env = {
         **tiny["env"],
         "MODEL": str(tiny["model"]),
@@ -53,6 +53,7 @@ def run_script(tiny, script: str, output: Path, **settings: str) -> subprocess.C
         "MAX_NEW_TOKENS": "6",
         **settings,
     }
+    env = {key: value for key, value in env.items() if value is not None}  # None: leave the script's default
     return subprocess.run(
         ["bash", f"scripts/eval/{script}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT
     )
@@ -305,22 +306,7 @@ def test_two_processes_give_the_answers_and_token_logs_of_one(tiny, all_benchmar
     one-process batch-4 run: the same answer per sample and the same merged visual-token logs."""
     output, _ = all_benchmarks
     parallel = tiny["root"] / "runs" / "two-processes"
-    env = {k: v for k, v in {**tiny["env"], "NUM_GPUS": "2"}.items()}
-    result = subprocess.run(
-        ["bash", "scripts/eval/pope.sh"],
-        cwd=ROOT,
-        env={
-            **env,
-            "MODEL": str(tiny["model"]),
-            "LOCAL_DATA": str(tiny["data"]),
-            "OUTPUT": str(parallel),
-            "DEVICE": "cpu",
-            "MAX_NEW_TOKENS": "6",
-        },  # fmt: skip
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    result = run_script(tiny, "pope.sh", parallel, NUM_GPUS="2", BATCH_SIZE=None)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     settings = json.loads((parallel / "pope" / "run_settings.json").read_text())
     assert (settings["batch_size"], settings["processes"]) == (1, 2)  # the paper's batch size by default

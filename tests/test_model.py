@@ -9,8 +9,9 @@ from tolerances import assert_close_at_scale
 from transformers import LlavaForConditionalGeneration
 
 from llava_prumerge import LlavaPruMergeForConditionalGeneration, TokenReductionConfig
+from llava_prumerge.conversation import generation_prompt
 from llava_prumerge.reduction import cls_attention
-from llava_prumerge.tiny.setting import build_tiny_model, vicuna_prompt
+from llava_prumerge.tiny.setting import build_tiny_model
 
 N = 144  # tiny CLIP: 48 px, patch 4
 
@@ -252,6 +253,6 @@ def test_feature_layer_without_a_consuming_block_is_rejected(processor, photos):
 
 def test_full_vicuna_prompt_runs(processor, photos):
     model = build_tiny_model("prumerge")
-    inputs = batch(processor, photos[:2], [vicuna_prompt("What is in the image?")] * 2)
+    inputs = batch(processor, photos[:2], [generation_prompt("What is in the image?")] * 2)
     generated = model.generate(**inputs, max_new_tokens=4, do_sample=False)
     assert generated.shape == (2, inputs["input_ids"].shape[1] + 4)

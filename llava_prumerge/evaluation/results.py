@@ -86,18 +86,17 @@ def _strip_metrics(values: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
-def read_token_logs(folder: str | Path) -> dict[str, dict[int, list[int]]]:
-    """task → {doc_id: visual tokens of each of the sample's images}, from the plugin's
-    ``visual_tokens*.jsonl`` logs below ``folder``.
+def token_logs_by_folder(folder: str | Path) -> list[tuple[Path, dict[str, dict[int, list[int]]]]]:
+    """The plugin's ``visual_tokens*.jsonl`` logs below ``folder``, one entry per log folder,
+    oldest first: ``(folder, task → {doc_id: visual tokens of each of the sample's images})``.
 
     One benchmark run writes its logs into one folder (one file per process with NUM_GPUS > 1): the
-    files of a folder are merged, and a newer folder's tasks replace an older one's. A malformed
-    line is an error naming the file and line.
+    files of a folder are merged. A malformed line is an error naming the file and line.
     """
     logs: dict[Path, list[Path]] = {}
     for path in Path(folder).rglob("visual_tokens*.jsonl"):
         logs.setdefault(path.parent, []).append(path)
-    tokens: dict[str, dict[int, list[int]]] = {}
+    folders = []
     for directory in sorted(logs, key=lambda d: max(p.stat().st_mtime for p in logs[d])):
         per_task: dict[str, dict[int, list[int]]] = {}
         for path in sorted(logs[directory]):
@@ -111,24 +110,34 @@ def read_token_logs(folder: str | Path) -> dict[str, dict[int, list[int]]]:
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
                     raise ValueError(f"{path}:{number}: malformed visual-token record ({error})") from error
                 per_task.setdefault(task, {})[doc_id] = images
+        folders.append((directory, per_task))
+    return folders
+
+
+def read_token_logs(folder: str | Path) -> dict[str, dict[int, list[int]]]:
+    """task → {doc_id: visual tokens of each of the sample's images} below ``folder``; a newer log
+    folder's tasks replace an older one's (:func:`token_logs_by_folder`)."""
+    tokens: dict[str, dict[int, list[int]]] = {}
+    for _, per_task in token_logs_by_folder(folder):
         tokens.update(per_task)
     return tokens
 
 
-def read_run_settings(folder: str | Path) -> dict[str, dict[str, Any]]:
-    """task → the ``run_settings.json`` written beside the visual-token logs that hold the task.
-
-    Like the logs, a newer folder's tasks replace an older one's.
-    """
+def read_run_settings(
+    logs: list[tuple[Path, dict[str, dict[int, list[int]]]]],
+) -> dict[str, dict[str, Any]]:
+    """task → the ``run_settings.json`` beside the visual-token logs that hold the task, for the
+    log folders of :func:`token_logs_by_folder` (a newer folder's tasks replace an older one's)."""
     found: dict[str, dict[str, Any]] = {}
-    files = sorted(Path(folder).rglob(RUN_SETTINGS_FILE), key=lambda p: (p.stat().st_mtime, str(p)))
-    for path in files:
+    for directory, per_task in logs:
+        path = directory / RUN_SETTINGS_FILE
+        if not path.is_file():
+            continue
         try:
             settings = json.loads(path.read_text())
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}: not valid JSON ({error})") from error
-        for task in read_token_logs(path.parent):
-            found[task] = settings
+        found.update(dict.fromkeys(per_task, settings))
     return found
 
 
@@ -163,9 +172,11 @@ def load_run(folder: str | Path, label: str | None = None) -> RunResults:
             run.model_args[name] = model_args
             if task in data.get("n-samples", {}):
                 run.samples[name] = int(data["n-samples"][task].get("effective", 0))
-    for task, docs in read_token_logs(folder).items():
-        run.visual_tokens[task] = {doc_id: sum(images) for doc_id, images in docs.items()}
-    run.settings = read_run_settings(folder)
+    logs = token_logs_by_folder(folder)
+    for _, per_task in logs:
+        for task, docs in per_task.items():
+            run.visual_tokens[task] = {doc_id: sum(images) for doc_id, images in docs.items()}
+    run.settings = read_run_settings(logs)
     return run
 
 

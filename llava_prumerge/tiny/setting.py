@@ -25,7 +25,7 @@ from transformers import (
 )
 
 from ..config import TokenReductionConfig
-from ..conversation import IMAGE_TOKEN, generation_prompt
+from ..conversation import IMAGE_TOKEN
 from ..models.llava import LlavaPruMergeForConditionalGeneration
 
 TINY_IMAGE_SIZE = 48
@@ -155,12 +155,6 @@ def demo_images(names: tuple[str, ...] = DEMO_IMAGES) -> list[Image.Image]:
             array = array.astype("uint8") * 255
         images.append(Image.fromarray(array).convert("RGB"))
     return images
-
-
-def vicuna_prompt(question: str, with_image: bool = True) -> str:
-    """LLaVA-1.5's ``vicuna_v1`` conversation template for one user turn
-    (:func:`llava_prumerge.conversation.generation_prompt`)."""
-    return generation_prompt(question, num_images=1 if with_image else 0)
 
 
 TINY_DATA_IMAGES = {
