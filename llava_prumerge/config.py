@@ -19,6 +19,8 @@ METHODS = ("prumerge", "prumerge_plus", "aits", "sequential", "spatial", "none")
 (all tokens: the unchanged LLaVA-1.5)."""
 
 MERGING_METHODS = ("prumerge", "prumerge_plus")
+SCOPES = ("image", "batch", "video")
+"""Where the IQR fence of the adaptive count is computed (:attr:`TokenReductionConfig.scope`)."""
 ATTENTION_METHODS = ("prumerge", "prumerge_plus", "aits")
 
 
@@ -61,7 +63,9 @@ class TokenReductionConfig:
         metadata={
             "help": "'image': fence and count per image (batch-invariant, default). "
             "'batch': fence over the whole batch and one shared count, as the released "
-            "code's training runs did (spec Sec. 2)."
+            "code's training runs did (spec Sec. 2). 'video' (Video-LLaVA): one fence over "
+            "all frames of a video, each frame keeping its own patches above it (batch-"
+            "invariant; for images the same as 'image')."
         },
     )
     budget: int | None = field(
@@ -94,6 +98,13 @@ class TokenReductionConfig:
             "(Eq. 3.2 read per head)."
         },
     )
+    keep_frame_cls: bool = field(
+        default=True,
+        metadata={
+            "help": "Video-LLaVA only: feed each frame's CLS token in front of its reduced tokens, "
+            "as the stock model feeds it (257 tokens per frame); False drops it."
+        },
+    )
     min_keep: int = field(
         default=1,
         metadata={
@@ -117,8 +128,10 @@ class TokenReductionConfig:
             raise ValueError(f"TokenReductionConfig.iqr_scale={self.iqr_scale!r}: expected a number")
         if not math.isfinite(self.iqr_scale) or self.iqr_scale < 0:
             raise ValueError(f"TokenReductionConfig.iqr_scale={self.iqr_scale!r}: expected a finite number >= 0")
-        if self.scope not in ("image", "batch"):
-            raise ValueError(f"TokenReductionConfig.scope={self.scope!r}: expected 'image' or 'batch'")
+        if self.scope not in SCOPES:
+            raise ValueError(f"TokenReductionConfig.scope={self.scope!r}: expected one of {SCOPES}")
+        if not isinstance(self.keep_frame_cls, bool):
+            raise ValueError(f"TokenReductionConfig.keep_frame_cls={self.keep_frame_cls!r}: expected true or false")
         if self.merge not in ("sum", "mean"):
             raise ValueError(f"TokenReductionConfig.merge={self.merge!r}: expected 'sum' or 'mean'")
         if self.attention not in ("single_head", "per_head"):

@@ -71,16 +71,29 @@ def cls_attention(
     raise ValueError(f"attention={attention!r}: expected 'single_head' or 'per_head'")
 
 
-def outlier_count(scores: torch.Tensor, iqr_scale: float = 1.5, scope: str = "image") -> torch.Tensor:
+def outlier_count(
+    scores: torch.Tensor, iqr_scale: float = 1.5, scope: str = "image", group_size: int = 1
+) -> torch.Tensor:
     """Number of scores strictly above the upper IQR fence ``Q3 + iqr_scale·(Q3 − Q1)``, ``[B]``.
 
     Quartiles use linear interpolation (numpy's and ``torch.quantile``'s default; spec Sec. 2).
     ``scope="image"``: fence and count per image. ``scope="batch"``: one fence over all ``B·N``
     scores and the same count ``⌊outliers / B⌋`` for every image, which equals the released code's
-    ``int(N · outliers / (B·N))`` without its float rounding.
+    ``int(N · outliers / (B·N))`` without its float rounding. ``scope="video"``: rows come in
+    consecutive groups of ``group_size`` (the frames of one video); one fence over each group's
+    ``group_size·N`` scores, and each row counts its own scores above its group's fence, so frames
+    with more salient content keep more tokens. The paper is silent on videos (Sec. 4.3 only says
+    PruMerge is applied to Video-LLaVA); this is the IQR of Sec. 3.2 read over the video's tokens.
     """
     probs = torch.tensor([0.25, 0.75], dtype=scores.dtype, device=scores.device)
-    if scope == "image":
+    if scope == "video" and group_size > 1:
+        batch, n = scores.shape
+        if batch % group_size:
+            raise ValueError(f"scope='video': {batch} frames do not split into videos of {group_size} frames")
+        q1, q3 = torch.quantile(scores.reshape(batch // group_size, group_size * n), probs, dim=1)
+        fence = (q3 + iqr_scale * (q3 - q1)).repeat_interleave(group_size)
+        return (scores > fence[:, None]).sum(dim=1)
+    if scope in ("image", "video"):
         q1, q3 = torch.quantile(scores, probs, dim=1)
         fence = q3 + iqr_scale * (q3 - q1)
         return (scores > fence[:, None]).sum(dim=1)
@@ -89,7 +102,7 @@ def outlier_count(scores: torch.Tensor, iqr_scale: float = 1.5, scope: str = "im
         fence = q3 + iqr_scale * (q3 - q1)
         total = (scores > fence).sum()
         return (total // scores.shape[0]).expand(scores.shape[0]).clone()
-    raise ValueError(f"scope={scope!r}: expected 'image' or 'batch'")
+    raise ValueError(f"scope={scope!r}: expected 'image', 'batch' or 'video'")
 
 
 def spatial_grid_indices(rows: int, cols: int, grid_rows: int, grid_cols: int, device=None) -> torch.Tensor:
@@ -109,12 +122,14 @@ def _descending_rank(scores: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(order).scatter_(1, order, ranks)
 
 
-def attentive_count(scores: torch.Tensor, config: TokenReductionConfig) -> torch.Tensor:
+def attentive_count(scores: torch.Tensor, config: TokenReductionConfig, group_size: int = 1) -> torch.Tensor:
     """Patches chosen by attention per image ``[B]``: the IQR outliers (Sec. 3.2, at least
-    ``min_keep``), or what a fixed budget leaves (PruMerge's budget counts its summary token)."""
+    ``min_keep``), or what a fixed budget leaves (PruMerge's budget counts its summary token).
+    ``group_size``: frames per video, for ``scope="video"`` (:func:`outlier_count`)."""
     batch, n = scores.shape
     if config.budget is None:
-        return outlier_count(scores, config.iqr_scale, config.scope).clamp(min=config.min_keep, max=n)
+        count = outlier_count(scores, config.iqr_scale, config.scope, group_size)
+        return count.clamp(min=config.min_keep, max=n)
     if config.method == "prumerge_plus":
         return torch.full((batch,), plus_budget_split(config.budget)[0], device=scores.device)
     count = config.budget - 1 if config.method == "prumerge" else config.budget
@@ -162,10 +177,12 @@ def output_order_keys(scores: torch.Tensor, selected: torch.Tensor, sampled: tor
     return torch.where(selected, _descending_rank(scores), order_keys)
 
 
-def select_patches(scores: torch.Tensor, config: TokenReductionConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def select_patches(
+    scores: torch.Tensor, config: TokenReductionConfig, group_size: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Which patches each image keeps and in what order: ``(order keys [B, N], attentive count [B])``
     for the selecting methods (``prumerge``, ``prumerge_plus``, ``aits``)."""
-    count = attentive_count(scores, config)
+    count = attentive_count(scores, config, group_size)
     selected = _descending_rank(scores) < count[:, None]
     if config.method != "prumerge_plus":
         sampled = torch.zeros_like(selected)
@@ -246,6 +263,7 @@ def reduce_visual_tokens(
     config: TokenReductionConfig,
     num_heads: int | None = None,
     grid_size: tuple[int, int] | None = None,
+    frames_per_video: int = 1,
 ) -> ReducedTokens:
     """Reduce a batch of visual tokens as ``config`` says.
 
@@ -257,6 +275,8 @@ def reduce_visual_tokens(
         config: the reduction settings.
         num_heads: heads of that block, for ``attention="per_head"``.
         grid_size: ``(rows, cols)`` of the patch grid, for ``spatial``; default a square grid.
+        frames_per_video: with ``scope="video"``, the ``B`` rows are videos of this many consecutive
+            frames sharing one IQR fence (:func:`outlier_count`); 1 for images.
 
     Returns:
         :class:`ReducedTokens` in ``features``' dtype and device. Token order per image: selected
@@ -291,7 +311,7 @@ def reduce_visual_tokens(
     if keys.shape[:2] != (batch, n + 1):
         raise ValueError(f"keys {tuple(keys.shape)} must be [B, N+1, *] for features {tuple(features.shape)}")
     scores = cls_attention(queries, keys, config.attention, num_heads)
-    order_keys, attentive = select_patches(scores, config)
+    order_keys, attentive = select_patches(scores, config, frames_per_video)
     is_kept = order_keys != _NOT_KEPT
     lengths = is_kept.sum(dim=1)
     if config.budget is None:

@@ -19,13 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import CLIPVisionModel, LlavaForConditionalGeneration
+from transformers import LlavaForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.llava.modeling_llava import LlavaCausalLMOutputWithPast
 
-from ..config import ATTENTION_METHODS, TokenReductionConfig
-from ..reduction import ReducedTokens, reduce_visual_tokens
+from ..reduction import ReducedTokens
 from .sequence import infer_padding_side, lay_out_image_tokens, placeholders_per_image
+from .vision import TokenReductionMixin, encode_for_reduction, reduce_encoded, valid_rows
 
 
 @dataclass
@@ -54,7 +54,7 @@ class LlavaPruMergeCausalLMOutputWithPast(LlavaCausalLMOutputWithPast):
     visual_token_counts: torch.LongTensor | None = None
 
 
-class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
+class LlavaPruMergeForConditionalGeneration(TokenReductionMixin, LlavaForConditionalGeneration):
     """LLaVA-1.5 whose images reach the language model as PruMerge/PruMerge+ tokens.
 
     Loads ``llava-hf/llava-1.5-{7b,13b}-hf`` unchanged::
@@ -72,27 +72,6 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
     """Run the vision side on a zero image for batches without images while training: ``None`` in
     multi-process runs only (see :meth:`runs_dummy_image`), ``True`` always, ``False`` never."""
 
-    def __init__(self, config):
-        super().__init__(config)
-        config.token_reduction = TokenReductionConfig.coerce(getattr(config, "token_reduction", None)).to_dict()
-
-    @classmethod
-    def from_pretrained(cls, *args, token_reduction: TokenReductionConfig | dict | str | None = None, **kwargs):
-        """``PreTrainedModel.from_pretrained``, plus ``token_reduction`` to override the saved one."""
-        model = super().from_pretrained(*args, **kwargs)
-        if token_reduction is not None:
-            model.set_token_reduction(token_reduction)
-        return model
-
-    @property
-    def token_reduction(self) -> TokenReductionConfig:
-        """The active reduction, parsed from ``config.token_reduction``."""
-        return TokenReductionConfig.from_dict(self.config.token_reduction)
-
-    def set_token_reduction(self, token_reduction: TokenReductionConfig | dict | str) -> None:
-        """Switch the reduction (validated); it is saved with the model from now on."""
-        self.config.token_reduction = TokenReductionConfig.coerce(token_reduction).to_dict()
-
     # ----------------------------------------------------------------------------------------
     # Vision side
     # ----------------------------------------------------------------------------------------
@@ -100,52 +79,29 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
         self, pixel_values: torch.Tensor, vision_feature_layer: int | None = None, with_qk: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Patch features ``[I, N, C]`` of the feature layer and the q/k ``[I, N+1, C]`` of the
-        block that consumes it (spec Sec. 1).
+        block that consumes it (spec Sec. 1; :func:`~llava_prumerge.models.vision.encode_for_reduction`).
 
         Runs the CLIP blocks up to the feature layer only; of the consuming block just
         ``layer_norm1`` and the q/k projections, so no attention map is needed and SDPA /
         FlashAttention towers work.
         """
-        tower = self.model.vision_tower
+        self._check_strategy()
         layer = self.config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
-        if not isinstance(tower, CLIPVisionModel):
-            raise TypeError(f"token reduction needs a CLIPVisionModel vision tower, got {type(tower).__name__}")
-        if not isinstance(layer, int):
-            raise ValueError(f"token reduction needs one integer vision_feature_layer, got {layer!r}")
+        hidden, queries, keys = encode_for_reduction(self.model.vision_tower, pixel_values, layer, with_qk)
+        return hidden[:, 1:], queries, keys
+
+    def _check_strategy(self) -> None:
         if self.config.vision_feature_select_strategy != "default":
             raise ValueError(
                 "token reduction needs vision_feature_select_strategy='default' (CLS dropped), "
                 f"got {self.config.vision_feature_select_strategy!r}"
             )
-        blocks = tower.encoder.layers
-        depth = layer % (len(blocks) + 1)  # hidden_states[depth] is the output of `depth` blocks
-        if depth >= len(blocks):
-            raise ValueError(
-                f"vision_feature_layer={layer} is the tower's last output; the CLS attention needs the block "
-                "that consumes the feature layer (LLaVA-1.5 uses -2)"
-            )
-        hidden = tower.embeddings(pixel_values.to(dtype=tower.dtype))
-        hidden = tower.pre_layrnorm(hidden)
-        for block in blocks[:depth]:
-            hidden = block(hidden, None)
-        queries = keys = None
-        if with_qk:
-            consumer = blocks[depth]
-            normed = consumer.layer_norm1(hidden)
-            queries, keys = consumer.self_attn.q_proj(normed), consumer.self_attn.k_proj(normed)
-        return hidden[:, 1:], queries, keys
 
     def reduce_image_tokens(self, pixel_values: torch.Tensor, vision_feature_layer: int | None = None) -> ReducedTokens:
         """Encode ``pixel_values [I, 3, H, W]`` and reduce the patch tokens (before the projector)."""
-        config = self.token_reduction
-        features, queries, keys = self.encode_for_reduction(
-            pixel_values, vision_feature_layer, with_qk=config.method in ATTENTION_METHODS
-        )
-        vision = self.config.vision_config
-        side = vision.image_size // vision.patch_size
-        return reduce_visual_tokens(
-            features, queries, keys, config, num_heads=vision.num_attention_heads, grid_size=(side, side)
-        )
+        self._check_strategy()
+        layer = self.config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
+        return reduce_encoded(self.model.vision_tower, pixel_values, layer, self.token_reduction)[0]
 
     def get_image_features(
         self,
@@ -171,7 +127,7 @@ class LlavaPruMergeForConditionalGeneration(LlavaForConditionalGeneration):
             raise ValueError("image_sizes (variable-resolution inputs) are not supported with token reduction")
         reduced = self.reduce_image_tokens(pixel_values, vision_feature_layer)
         lengths = reduced.lengths
-        valid = torch.arange(reduced.tokens.shape[1], device=lengths.device) < lengths[:, None]
+        valid = valid_rows(lengths, reduced.tokens.shape[1])
         projected = self.model.multi_modal_projector(reduced.tokens[valid])
         return ReducedImageFeatures(
             last_hidden_state=reduced.tokens,
