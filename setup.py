@@ -27,6 +27,7 @@ EXTRAS = {
     ],
     "eval": [
         "lmms-eval==0.7.3",
+        "av==15.1.0",  # PyAV: video decoding for the Video-LLaVA tasks (llava_prumerge/video.py)
         "accelerate==1.15.0",
         "datasets==5.2.0",
         "filelock<4.3",

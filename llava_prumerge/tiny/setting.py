@@ -118,8 +118,12 @@ def sharpen_cls_attention(model: LlavaPruMergeForConditionalGeneration, scale: f
     makes the random tower's logits ``scale²`` times larger, so the attention is peaked and the
     IQR selection behaves as on a real checkpoint.
     """
-    tower = model.model.vision_tower
-    depth = model.config.vision_feature_layer % (len(tower.encoder.layers) + 1)
+    sharpen_tower_attention(model.model.vision_tower, model.config.vision_feature_layer, scale)
+
+
+def sharpen_tower_attention(tower: torch.nn.Module, feature_layer: int, scale: float) -> None:
+    """:func:`sharpen_cls_attention` on one CLIP tower whose ``feature_layer`` is reduced."""
+    depth = feature_layer % (len(tower.encoder.layers) + 1)
     attention = tower.encoder.layers[depth].self_attn
     with torch.no_grad():
         for projection in (attention.q_proj, attention.k_proj):
