@@ -1,21 +1,36 @@
-"""Roofline prefill cost of LLaVA-1.5's language model with and without PruMerge (paper Table 2).
+"""Roofline prefill cost of LLaVA-1.5's (or Video-LLaVA-7B's) LLM with and without PruMerge (paper Table 2).
 
     python scripts/roofline.py                                        # the paper's case on V100
     python scripts/roofline.py --visual-tokens 660 30 --prompt-tokens 40   # the lengths Table 2 used
     python scripts/roofline.py --hardware H100 --visual-tokens 576 144 32 --quantization FP16 INT4 W4A16
     python scripts/roofline.py --json
     python scripts/roofline.py --config path/to/llava-1.5-7b-hf      # the LLM of any checkpoint's config.json
+    python scripts/roofline.py --preset video-llava-7b                # Video-LLaVA-7B (Sec. 4.3): 8 x 257 vs 8 x 33
+    python scripts/roofline.py --preset video-llava-7b --no-cls --kept-per-frame 32 64   # the paper's 2048 -> 256 / 512
 
 Computed from the Vicuna-7B/13B shapes alone with LLM-Viewer's roofline method
 (llava_prumerge/analysis/roofline.py; docs/roofline.md explains every number that differs from Table 2).
 On V100, at batch 1 with a 40-token prompt and the counts 576 40 (stated) or 660 30 (what Table 2's
-numbers correspond to), each cell also shows the paper's number and ours / paper.
+numbers correspond to), each cell also shows the paper's number and ours / paper. Table 2 has no
+Video-LLaVA rows: there the reduced rows' cells show ours / unreduced instead.
 """
 
 import argparse
+import dataclasses
 import json
 
-from llava_prumerge.analysis.roofline import HARDWARE, PRECISIONS, VICUNA, LlamaShape, Table2Row, table_2
+from llava_prumerge.analysis.roofline import (
+    HARDWARE,
+    PRECISIONS,
+    PRESETS,
+    PRUMERGE_VIDEO_FRACTION,
+    VICUNA,
+    LlamaShape,
+    Preset,
+    Table2Row,
+    VideoTokens,
+    table_2,
+)
 
 COLUMNS = (  # (header, Table2Row field); "Total Memory" is memory traffic, as in Table 2
     ("FLOPs (TB)", "flops_tb"),
@@ -25,18 +40,33 @@ COLUMNS = (  # (header, Table2Row field); "Total Memory" is memory traffic, as i
 )
 
 
-def format_table(rows: list[Table2Row]) -> str:
-    """Table 2's layout as Markdown; cells are ``ours (paper, ours/paper)`` where the paper has the row."""
-    header = ["Method", "LLM Backbone", "Quantization", "Tokens", *(name for name, _ in COLUMNS), "Footprint (GB)"]
+def format_table(rows: list[Table2Row], relative: bool = False) -> str:
+    """Table 2's layout as Markdown; cells are ``ours (paper, ours/paper)`` where the paper has the row.
+
+    With ``relative``, a reduced row without the paper's numbers shows ``ours (ours / unreduced)``,
+    the unreduced row being the first of its backbone and quantisation. Video rows get a column with
+    frames × tokens per frame and the fraction of the unreduced visual tokens kept.
+    """
+    video = any(row.frames for row in rows)
+    header = ["Method", "LLM Backbone", "Quantization", "Tokens"]
+    header += ["Visual Tokens (kept)"] if video else []
+    header += [*(name for name, _ in COLUMNS), "Footprint (GB)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    unreduced: dict[tuple[str, str], Table2Row] = {}
     for row in rows:
+        reference = unreduced.setdefault((row.backbone, row.quantization), row)
         cells = [row.method, row.backbone, row.quantization, f"{row.visual_tokens}+{row.prompt_tokens}"]
+        if video:
+            per_frame = f"{row.frames}×{row.visual_tokens / row.frames:g}" if row.frames else f"{row.visual_tokens}"
+            cells.append(f"{per_frame} ({row.visual_fraction:.1%})")
         for _, field in COLUMNS:
             ours = getattr(row, field)
             cell = f"{ours:.3g}"
             if row.paper is not None:
                 paper = getattr(row.paper, field)
                 cell += f" ({paper:g}, {ours / paper:.2f})"
+            elif relative and reference is not row:
+                cell += f" ({ours / getattr(reference, field):.2f})"
             cells.append(cell)
         cells.append(f"{row.footprint_gb:.3g}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -49,16 +79,46 @@ def main() -> None:
         "--hardware", default="V100", choices=sorted(HARDWARE), help="accelerator (V100: the paper's, as in LLM-Viewer)"
     )
     parser.add_argument(
+        "--preset",
+        default="llava-1.5",
+        choices=list(PRESETS),
+        help="the model: llava-1.5 (Table 2; Vicuna-7B/13B, 576 vs 40 visual tokens) or video-llava-7b "
+        "(Sec. 4.3; Vicuna-7B, 8 frames x (256 patches + CLS) = 2056 vs 8 x (32 + 1) = 264)",
+    )
+    parser.add_argument(
         "--visual-tokens",
         type=int,
         nargs="+",
-        default=[576, 40],
         metavar="N",
-        help="visual-token counts: the first without reduction (576 for a 336x336 image), the rest with PruMerge",
+        help="visual-token counts: the first without reduction (576 for a 336x336 image), the rest with PruMerge; "
+        "default: the preset's (for video-llava-7b, computed from the video options below)",
     )
     parser.add_argument("--prompt-tokens", type=int, default=40, help="text tokens added to every visual count")
     parser.add_argument(
-        "--backbone", nargs="+", default=["7B", "13B"], choices=sorted(VICUNA), help="Vicuna v1.5 sizes"
+        "--backbone", nargs="+", choices=sorted(VICUNA), help="Vicuna v1.5 sizes (default: the preset's)"
+    )
+    video_options = parser.add_argument_group("video (--preset video-llava-7b only)")
+    video_options.add_argument(
+        "--frames", type=int, help=f"frames per video (default {PRESETS['video-llava-7b'].video.frames})"
+    )
+    video_options.add_argument(
+        "--patches-per-frame",
+        type=int,
+        help="patch tokens per frame before reduction, without the CLS (default 256: a 16x16 grid of "
+        "CLIP ViT-L/14 at 224 px)",
+    )
+    video_options.add_argument(
+        "--no-cls",
+        action="store_true",
+        help="drop each frame's CLS token, as the paper's count 8x16x16 = 2048 (transformers' Video-LLaVA keeps it)",
+    )
+    video_options.add_argument(
+        "--kept-per-frame",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="patch tokens kept per frame by the reduction, one reduced row each; a frame feeds K (+ its CLS) "
+        f"(default 32: PruMerge's {PRUMERGE_VIDEO_FRACTION:.1%} of 256, Sec. 4.3)",
     )
     parser.add_argument(
         "--quantization",
@@ -79,11 +139,14 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")
     args = parser.parse_args()
 
-    if args.batch < 1 or args.prompt_tokens < 0 or min(args.visual_tokens) < 0:
+    if args.batch < 1 or args.prompt_tokens < 0 or min(args.visual_tokens or [0]) < 0:
         parser.error("--batch must be positive and token counts non-negative")
     try:
+        preset = build_preset(args)
         backbones = [LlamaShape.from_file(path) for path in args.config] if args.config else args.backbone
-        rows = table_2(args.hardware, args.visual_tokens, args.prompt_tokens, backbones, args.quantization, args.batch)
+        rows = table_2(
+            args.hardware, args.visual_tokens, args.prompt_tokens, backbones, args.quantization, args.batch, preset
+        )
     except ValueError as error:
         parser.error(str(error))
     if args.json:
@@ -96,11 +159,42 @@ def main() -> None:
     )
     if any(row.paper for row in rows):
         print("Cells: ours (paper Table 2, ours / paper). Table 2 states 576 vs 40 visual + a 40-token prompt.")
-    print(format_table(rows))
+    if preset.video:
+        video = preset.video
+        per_frame, kept = f"{video.patches_per_frame} patches", "kept"
+        if video.keep_cls:
+            per_frame, kept = f"({per_frame} + CLS)", f"({kept} + CLS)"
+        print(
+            f"{preset.model} ({preset.checkpoint}): {video.frames} frames × {per_frame} = {video.count()} visual "
+            f"tokens; reduced: {video.frames} × {kept}. Table 2 has no video rows; reduced cells: ours (ours / unreduced)."
+        )
+    print(format_table(rows, relative=not preset.compares_to_table_2))
     print(
         "Total Memory = bytes read + written (LLM-Viewer's memory access, Table 2's column); "
         "Footprint = weights + KV cache + one block's activations."
     )
+
+
+def build_preset(args: argparse.Namespace) -> Preset:
+    """The chosen preset, its video token counts rebuilt from the video options (which need a video preset)."""
+    preset = PRESETS[args.preset]
+    video_options = (args.frames, args.patches_per_frame, args.kept_per_frame)
+    if preset.video is None:
+        if any(option is not None for option in video_options) or args.no_cls:
+            raise ValueError(
+                f"the video options (--frames ... --kept-per-frame) need a video preset, not {args.preset}"
+            )
+        return preset
+    video = VideoTokens(
+        frames=preset.video.frames if args.frames is None else args.frames,
+        patches_per_frame=preset.video.patches_per_frame if args.patches_per_frame is None else args.patches_per_frame,
+        keep_cls=not args.no_cls,
+    )
+    if args.visual_tokens and args.kept_per_frame:
+        raise ValueError("--visual-tokens gives the counts directly; leave out --kept-per-frame")
+    kept = args.kept_per_frame or [video.kept_per_frame(PRUMERGE_VIDEO_FRACTION)]
+    visual_tokens = (video.count(), *(video.count(k) for k in kept))
+    return dataclasses.replace(preset, video=video, visual_tokens=visual_tokens)
 
 
 if __name__ == "__main__":

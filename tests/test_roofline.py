@@ -1,7 +1,12 @@
-"""Roofline arithmetic (paper Sec. 4.2, Table 2): hand-checked small cases and the paper's table."""
+"""Roofline arithmetic (paper Sec. 4.2, Table 2): hand-checked small cases and the paper's table.
 
+Also the Video-LLaVA-7B preset (Sec. 4.3): its token counts and its LLM's cost.
+"""
+
+import dataclasses
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,9 +16,12 @@ from llava_prumerge.analysis.roofline import (
     HARDWARE,
     PAPER_TABLE_2,
     PRECISIONS,
+    PRESETS,
     VICUNA,
+    VIDEO_LLAVA,
     Hardware,
     LlamaShape,
+    VideoTokens,
     block_operations,
     lm_head_operation,
     prefill_cost,
@@ -21,6 +29,7 @@ from llava_prumerge.analysis.roofline import (
 )
 
 FP16, INT4, W4A16 = PRECISIONS["FP16"], PRECISIONS["INT4"], PRECISIONS["W4A16"]
+SCRIPT = Path(__file__).parents[1] / "scripts" / "roofline.py"
 TOY = LlamaShape("toy", hidden=4, intermediate=8, layers=2, heads=2, kv_heads=2, vocab=10)
 TOKENS = 3  # s; head_dim 2, so the attention scores are 2 heads × 3 × 3 = 18 values
 
@@ -182,11 +191,15 @@ def test_table_2_rows_and_paper_column():
     assert len(three) == 6 and all(row.paper is None for row in three)
 
 
-def test_cli_prints_table_2_and_json(capsys, monkeypatch):
-    path = Path(__file__).parents[1] / "scripts" / "roofline.py"
-    spec = importlib.util.spec_from_file_location("roofline_cli", path)
+def load_cli():
+    spec = importlib.util.spec_from_file_location("roofline_cli", SCRIPT)
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
+    return cli
+
+
+def test_cli_prints_table_2_and_json(capsys, monkeypatch):
+    cli = load_cli()
     monkeypatch.setattr(sys, "argv", ["roofline.py", "--hardware", "V100"])
     cli.main()
     out = capsys.readouterr().out
@@ -196,3 +209,72 @@ def test_cli_prints_table_2_and_json(capsys, monkeypatch):
     cli.main()
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 4 and rows[0]["backbone"] == "Vicuna-13B" and rows[0]["paper"] is None
+
+
+def test_video_llava_token_counts():
+    """8 frames × (16×16 patches + CLS) = 2056, the paper's 2048 without the CLS; a reduction keeps k + CLS a frame."""
+    paper_count = VideoTokens(keep_cls=False)
+    assert (VIDEO_LLAVA.frames, VIDEO_LLAVA.patches_per_frame) == (8, 16 * 16)
+    assert VIDEO_LLAVA.count() == 8 * 257 == 2056 and paper_count.count() == 8 * 16 * 16 == 2048
+    assert VIDEO_LLAVA.kept_per_frame(0.125) == 32 and VIDEO_LLAVA.kept_per_frame(0.25) == 64
+    assert VIDEO_LLAVA.count(32) == 8 * 33 == 264 and VIDEO_LLAVA.count(0) == 8  # the CLS tokens stay
+    assert paper_count.count(32) == 256 == 2048 * 0.125  # Sec. 4.3's 256 tokens
+    assert VideoTokens(frames=4, patches_per_frame=100).count(10) == 44
+    preset = PRESETS["video-llava-7b"]
+    assert preset.visual_tokens == (2056, 264) and preset.backbones == ("7B",) and not preset.compares_to_table_2
+    assert preset.checkpoint == "LanguageBind/Video-LLaVA-7B-hf"
+    with pytest.raises(ValueError, match="kept per frame"):
+        VIDEO_LLAVA.count(257)  # more than the grid holds
+    with pytest.raises(ValueError, match="kept per frame"):
+        VideoTokens(frames=0).count()
+
+
+def test_video_llava_costs_its_llm_at_its_length_and_never_gets_table_2():
+    video = table_2(preset="video-llava-7b", quantizations=("FP16", "INT4"))
+    assert [(r.method, r.visual_tokens, r.frames) for r in video[:2]] == [
+        ("Video-LLaVA", 2056, 8),
+        ("Video-LLaVA w/ PruMerge", 264, 8),
+    ]
+    assert video[1].visual_fraction == pytest.approx(264 / 2056) and video[0].visual_fraction == 1.0
+    # same LLM shapes: the LLaVA-1.5-7B case with the same prompt length costs exactly the same
+    image = table_2(visual_tokens=(2056, 264), backbones=("7B",), quantizations=("FP16", "INT4"))
+    ignored = {"method": None, "frames": None}
+    assert [dataclasses.replace(r, **ignored) for r in video] == [dataclasses.replace(r, **ignored) for r in image]
+    # independently, 2·weights·tokens for the projections plus QKᵀ and SV (4·layers·heads·s²·head_dim)
+    shape, s = VICUNA["7B"], 2056 + 40
+    by_hand = (
+        2 * shape.layers * shape.block_linear_parameters * s + 4 * shape.layers * shape.heads * s * s * shape.head_dim
+    )
+    assert video[0].flops_tb * 1e12 == pytest.approx(by_hand, rel=0.01)
+    # Table 2's numbers belong to LLaVA-1.5 only, even at the counts and hardware they were computed for
+    assert all(row.paper is None for row in table_2("V100", visual_tokens=(576, 40), preset="video-llava-7b"))
+    assert all(row.paper for row in table_2("V100", visual_tokens=(576, 40), backbones=("7B",)))
+
+
+def test_cli_video_llava_preset(capsys, monkeypatch):
+    # one subprocess (the script as users run it; its cost is importing the package, torch included), the rest in-process
+    command = [sys.executable, str(SCRIPT), "--preset", "video-llava-7b", "--quantization", "FP16"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "8 frames × (256 patches + CLS) = 2056 visual tokens" in out and "(9.3" not in out
+    assert "| Video-LLaVA | Vicuna-7B | FP16 | 2056+40 | 8×257 (100.0%) | 29.5 |" in out
+    assert "| Video-LLaVA w/ PruMerge | Vicuna-7B | FP16 | 264+40 | 8×33 (12.8%) | 3.99 (0.14) |" in out
+
+    cli = load_cli()
+    argv = ["roofline.py", "--preset", "video-llava-7b", "--no-cls", "--kept-per-frame", "32", "64", "--json"]
+    monkeypatch.setattr(sys, "argv", argv)
+    cli.main()
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["visual_tokens"], r["visual_fraction"]) for r in rows[:3]] == [(2048, 1.0), (256, 0.125), (512, 0.25)]
+    assert all(r["paper"] is None and r["frames"] == 8 and r["backbone"] == "Vicuna-7B" for r in rows)
+    # parser errors: video options need the video preset; counts come either per frame or as totals
+    wrong = (
+        ["--frames", "4"],
+        ["--preset", "video-llava-7b", "--visual-tokens", "2056", "300", "--kept-per-frame", "32"],
+    )
+    for args in wrong:
+        monkeypatch.setattr(sys, "argv", ["roofline.py", *args])
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main()
+        assert exit_info.value.code == 2

@@ -23,6 +23,9 @@ Table 2's columns map onto these quantities (found by recomputing the table; ``d
 "Storing Activation" the activation bytes written over all blocks (its ``store_act``), and "INT4"
 is 4-bit weights, activations and KV cache. We also report the resident footprint (weights + KV
 cache + the activations of one block), which is what a reader usually means by "total memory".
+
+The same rows are computed for Video-LLaVA-7B (paper Sec. 4.3, Table 3), whose LLM has Vicuna-7B's
+shapes and whose visual tokens are frames × (patches + CLS); Table 2 has no such rows (``PRESETS``).
 """
 
 from __future__ import annotations
@@ -332,8 +335,75 @@ PAPER_TOKEN_CASES = ((576, 40), (660, 30))  # stated; what the numbers correspon
 
 
 @dataclass(frozen=True)
+class VideoTokens:
+    """The visual tokens Video-LLaVA feeds its LLM for one video (paper Sec. 4.3).
+
+    Each frame is a ``patches_per_frame`` grid (16 × 16 for CLIP ViT-L/14 at 224 px) plus, with
+    ``keep_cls``, the frame's CLS token: transformers' Video-LLaVA port keeps it for videos whatever
+    ``vision_feature_select_strategy`` says (8 × 257 = 2056 tokens), while the paper counts the
+    patches only (8 × 16 × 16 = 2048). A reduction keeps ``k`` patch tokens per frame and the CLS stays.
+    """
+
+    frames: int = 8
+    patches_per_frame: int = 256
+    keep_cls: bool = True
+
+    def count(self, kept_per_frame: int | None = None) -> int:
+        """Visual tokens of one video: ``frames × (k + CLS)``, with all patches when ``kept_per_frame`` is None."""
+        kept = self.patches_per_frame if kept_per_frame is None else kept_per_frame
+        if self.frames < 1 or not 0 <= kept <= self.patches_per_frame:
+            raise ValueError(
+                f"need frames ≥ 1 and 0 ≤ kept per frame ≤ {self.patches_per_frame}: {self.frames}, {kept}"
+            )
+        return self.frames * (kept + int(self.keep_cls))
+
+    def kept_per_frame(self, fraction: float) -> int:
+        """Patch tokens a frame keeps at ``fraction`` of its grid: the paper's 12.5% of 256 is 32."""
+        return round(fraction * self.patches_per_frame)
+
+
+VIDEO_LLAVA = VideoTokens()
+PRUMERGE_VIDEO_FRACTION = 0.125  # PruMerge keeps 12.5% of Video-LLaVA's tokens on average (paper Sec. 4.3)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A model whose LLM prefill is tabulated: the Method column's name, its LLM and visual-token counts.
+
+    ``visual_tokens`` lists the unreduced count first, then the reduced ones. Only a preset with
+    ``compares_to_table_2`` gets the paper's Table 2 numbers attached.
+    """
+
+    model: str
+    checkpoint: str
+    backbones: tuple[str, ...]
+    visual_tokens: tuple[int, ...]
+    video: VideoTokens | None = None
+    compares_to_table_2: bool = False
+
+
+PRESETS = {
+    "llava-1.5": Preset(
+        "LLaVA-1.5", "llava-hf/llava-1.5-{7b,13b}-hf", ("7B", "13B"), (576, 40), compares_to_table_2=True
+    ),
+    # Video-LLaVA-7B's LLM is Vicuna-7B v1.5 shaped (Sec. 4.3, Table 3); 8 × 257 tokens, PruMerge's 12.5%.
+    "video-llava-7b": Preset(
+        "Video-LLaVA",
+        "LanguageBind/Video-LLaVA-7B-hf",
+        ("7B",),
+        (VIDEO_LLAVA.count(), VIDEO_LLAVA.count(VIDEO_LLAVA.kept_per_frame(PRUMERGE_VIDEO_FRACTION))),
+        video=VIDEO_LLAVA,
+    ),
+}
+
+
+@dataclass(frozen=True)
 class Table2Row:
-    """One row of Table 2's layout: ours, and the paper's where Table 2 has that row."""
+    """One row of Table 2's layout: ours, and the paper's where Table 2 has that row.
+
+    ``visual_fraction`` is this row's visual tokens over the unreduced row's; ``frames`` the frames
+    of a video (None for an image).
+    """
 
     method: str
     backbone: str
@@ -346,6 +416,8 @@ class Table2Row:
     activation_gb: float
     footprint_gb: float
     paper: PaperRow | None
+    visual_fraction: float = 1.0
+    frames: int | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -353,23 +425,32 @@ class Table2Row:
 
 def table_2(
     hardware: str = PAPER_HARDWARE,
-    visual_tokens: Sequence[int] = (576, 40),
+    visual_tokens: Sequence[int] | None = None,
     prompt_tokens: int = 40,
-    backbones: Sequence[str | LlamaShape] = ("7B", "13B"),
+    backbones: Sequence[str | LlamaShape] | None = None,
     quantizations: Sequence[str] = ("FP16", "INT4"),
     batch: int = 1,
+    preset: str | Preset = "llava-1.5",
 ) -> list[Table2Row]:
     """Table 2's rows: backbones × quantisations × visual-token counts (the first without reduction).
 
-    The paper's numbers are attached only where they are comparable: its hardware, batch 1, a
+    ``visual_tokens`` and ``backbones`` default to the preset's (``PRESETS``). The paper's numbers
+    are attached only where they are comparable: the LLaVA-1.5 preset, its hardware, batch 1, a
     40-token prompt and the counts it states (576, 40) or the ones its numbers correspond to
     (660, 30; see docs/roofline.md).
     """
+    preset = PRESETS[preset] if isinstance(preset, str) else preset
+    visual_tokens = tuple(preset.visual_tokens if visual_tokens is None else visual_tokens)
+    backbones = preset.backbones if backbones is None else backbones
     full = visual_tokens[0]
     if any(visual >= full for visual in visual_tokens[1:]):
         raise ValueError(f"visual_tokens {list(visual_tokens)}: the first count is the unreduced one, so it must be the largest")  # fmt: skip
     with_paper = (
-        hardware == PAPER_HARDWARE and batch == 1 and prompt_tokens == 40 and tuple(visual_tokens) in PAPER_TOKEN_CASES
+        preset.compares_to_table_2
+        and hardware == PAPER_HARDWARE
+        and batch == 1
+        and prompt_tokens == 40
+        and visual_tokens in PAPER_TOKEN_CASES
     )
     rows = []
     for backbone in backbones:
@@ -380,7 +461,7 @@ def table_2(
                 cost = prefill_cost(shape, visual + prompt_tokens, HARDWARE[hardware], PRECISIONS[quantization], batch)
                 rows.append(
                     Table2Row(
-                        method="LLaVA-1.5 w/ PruMerge" if reduced else "LLaVA-1.5",
+                        method=f"{preset.model} w/ PruMerge" if reduced else preset.model,
                         backbone=shape.name,
                         quantization=quantization,
                         visual_tokens=visual,
@@ -393,6 +474,8 @@ def table_2(
                         paper=PAPER_TABLE_2.get((backbone, quantization, reduced))
                         if with_paper and isinstance(backbone, str)
                         else None,
+                        visual_fraction=visual / full,
+                        frames=preset.video.frames if preset.video else None,
                     )
                 )
     return rows
