@@ -9,6 +9,8 @@
     python eval/tables.py check outputs/eval/prumerge/mme --tasks mme --since 1700000000
     # PruMerge's mean visual tokens on a benchmark (the equal-budget ablations of Table 4)
     python eval/tables.py mean-tokens outputs/eval/prumerge --benchmark textvqa
+    # Table 3 layout (video QA: judge accuracy and score, tokens per video and per frame)
+    python eval/tables.py video outputs/eval/video/none outputs/eval/video/prumerge --markdown table3.md
 """
 
 import argparse
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from llava_prumerge.evaluation.results import build_table, check_run, load_run, log_to_wandb, to_csv, to_markdown
 from llava_prumerge.evaluation.tasks import BENCHMARKS
+from llava_prumerge.evaluation.video_results import load_video_run, video_markdown, video_rows
 
 
 def _table(args) -> None:
@@ -35,6 +38,21 @@ def _table(args) -> None:
         Path(args.csv).write_text(to_csv(rows))
     if args.wandb_project:
         log_to_wandb(rows, args.wandb_project, args.wandb_name, args.wandb_dir)
+
+
+def _video(args) -> None:
+    runs = []
+    for spec in args.runs:
+        label, _, folder = spec.rpartition("=") if "=" in spec else (None, "", spec)
+        runs.append(load_video_run(folder, label or None))
+    markdown = video_markdown(runs)
+    print(markdown)
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(markdown)
+    if args.csv:
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.csv).write_text(to_csv(video_rows(runs)))
 
 
 def _check(args) -> None:
@@ -76,9 +94,13 @@ def main() -> None:
     mean = commands.add_parser("mean-tokens", help="a run's mean visual tokens on one benchmark, rounded")
     mean.add_argument("folder")
     mean.add_argument("--benchmark", required=True, choices=sorted(BENCHMARKS))
+    video = commands.add_parser("video", help="the paper's Table 3 layout for video run folders")
+    video.add_argument("runs", nargs="+", help="video run folders, optionally LABEL=FOLDER")
+    video.add_argument("--markdown", help="write the markdown table here")
+    video.add_argument("--csv", help="write the long-form CSV here")
     args = parser.parse_args()
     try:
-        {"table": _table, "check": _check, "mean-tokens": _mean_tokens}[args.command](args)
+        {"table": _table, "check": _check, "mean-tokens": _mean_tokens, "video": _video}[args.command](args)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         sys.exit(f"eval/tables.py {args.command}: {error}")
 

@@ -3,21 +3,36 @@
     python eval/tasks.py --benchmark mme --out outputs/eval/run/mme/tasks [--local-data DIR]
 
 With ``--local-data`` the tasks read ``DIR/<repo>`` (see ``eval/README.md``); the scripts in
-``scripts/eval/`` call this, then ``lmms_eval --include_path <out> --tasks <printed>``.
+``scripts/eval/`` call this, then ``lmms_eval --include_path <out> --tasks <printed>``. The video
+benchmarks of Table 3 (``msvd``, ``msrvtt``, ``activitynet``) always read local copies in
+Video-ChatGPT's format (``DIR/MSVD-QA/test_q.json`` ...); ``--skip-missing-videos`` skips (and
+counts) questions whose clip is missing instead of failing.
 """
 
 import argparse
 import sys
 
 from llava_prumerge.evaluation.tasks import BENCHMARKS, check_local_data, task_names, write_task_yamls
+from llava_prumerge.evaluation.video_tasks import VIDEO_BENCHMARKS, write_video_task
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--benchmark", required=True, choices=sorted(BENCHMARKS))
+    parser.add_argument("--benchmark", required=True, choices=sorted(BENCHMARKS) + sorted(VIDEO_BENCHMARKS))
     parser.add_argument("--out", required=True, help="folder for the YAMLs (lmms-eval's --include_path)")
     parser.add_argument("--local-data", default=None, help="folder of local dataset copies, one per Hub repo")
+    parser.add_argument(
+        "--skip-missing-videos", action="store_true", help="video benchmarks: skip questions without a clip"
+    )
     args = parser.parse_args()
+    if args.benchmark in VIDEO_BENCHMARKS:
+        if not args.local_data:
+            sys.exit(f"eval/tasks.py: {args.benchmark} reads a local copy: set LOCAL_DATA (--local-data DIR)")
+        try:
+            print(write_video_task(args.benchmark, args.local_data, args.out, args.skip_missing_videos))
+        except (FileNotFoundError, ValueError) as error:
+            sys.exit(f"eval/tasks.py: {error}")
+        return
     try:
         if args.local_data:
             check_local_data(args.benchmark, args.local_data)

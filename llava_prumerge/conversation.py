@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 IGNORE_INDEX = -100
 IMAGE_TOKEN = "<image>"
+VIDEO_TOKEN = "<video>"
+"""Video-LLaVA-hf's video placeholder (one per video; the processor expands it to ``F × (N + 1)``)."""
 VICUNA_V1_SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
@@ -86,9 +88,17 @@ def render_vicuna_v1(turns: list[tuple[str, str]], system: str = VICUNA_V1_SYSTE
     return text, supervised
 
 
-def generation_prompt(question: str, num_images: int = 1, system: str = VICUNA_V1_SYSTEM) -> str:
-    """The single-turn prompt used at evaluation: ``... USER: <image>\\n{q} ASSISTANT:``."""
-    return f"{system} {ROLES['human']}: " + (IMAGE_TOKEN + "\n") * num_images + f"{question} {ROLES['gpt']}:"
+def generation_prompt(
+    question: str, num_images: int = 1, system: str = VICUNA_V1_SYSTEM, placeholders: list[str] | None = None
+) -> str:
+    """The single-turn prompt used at evaluation: ``... USER: <image>\\n{q} ASSISTANT:``.
+
+    ``placeholders`` (e.g. ``["<video>"]``) replaces the ``num_images`` image placeholders, each
+    followed by a newline: Video-LLaVA's ``run_inference_video_qa.py`` writes its 8 frame
+    placeholders then ``"\\n"`` and the question in the same ``llava_v1`` template.
+    """
+    visuals = [IMAGE_TOKEN] * num_images if placeholders is None else list(placeholders)
+    return f"{system} {ROLES['human']}: " + "".join(v + "\n" for v in visuals) + f"{question} {ROLES['gpt']}:"
 
 
 def tokenize_conversation(turns: list[tuple[str, str]], tokenizer, max_length: int) -> TokenizedConversation:

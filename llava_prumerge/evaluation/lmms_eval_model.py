@@ -1,4 +1,4 @@
-"""The ``llava_prumerge`` model for lmms-eval (0.7.3): LLaVA-1.5 with token reduction, batched.
+"""The ``llava_prumerge`` model for lmms-eval (0.7.3): LLaVA-1.5 / Video-LLaVA with token reduction, batched.
 
 Registered through the ``lmms_eval.models`` entry point (see ``setup.py`` and
 :mod:`llava_prumerge.evaluation.plugin`), so the stock harness finds it::
@@ -18,13 +18,21 @@ Evaluation protocol (LLaVA-1.5's ``model_vqa_loader.py``, which the released Pru
 - greedy decoding (``temperature 0``, one beam); the task's ``max_new_tokens`` unless the
   ``max_new_tokens`` model argument overrides it; the task's ``until`` strings cut the answer.
 
+Video-LLaVA checkpoints (``model_type: video_llava``, e.g. ``LanguageBind/Video-LLaVA-7B-hf``; paper
+Sec. 4.3) load :class:`~llava_prumerge.models.video_llava.VideoLlavaPruMergeForConditionalGeneration`.
+A visual that is a file path is a video: ``num_frames`` (8) frames by Video-LLaVA's rule
+(:func:`llava_prumerge.video.read_video`, PyAV), one ``<video>`` placeholder in the same
+``vicuna_v1`` prompt (``USER: <video>\\n{question} ASSISTANT:``), as Video-LLaVA's
+``run_inference_video_qa.py`` (there: 8 ``<image>`` frame placeholders, then ``\\n``).
+
 Batches (``batch_size`` > 1) are left-padded and mix images freely: each image keeps its own
 adaptive number of tokens. Answers equal batch size 1 (tested). With ``accelerate launch`` each
 process loads its own copy on ``cuda:{local rank}`` and lmms-eval splits the requests by rank.
 
 Per request the number of visual tokens fed to the language model is recorded
 (``visual_token_records``) and, when ``visual_token_log`` is set, appended to that JSONL file
-(one line per sample: task, doc_id, visual_tokens per image); :mod:`llava_prumerge.evaluation.results`
+(one line per sample: task, doc_id, visual_tokens per image or video, and for videos
+frame_tokens, the tokens of each frame); :mod:`llava_prumerge.evaluation.results`
 turns it into per-task mean/min/max next to the scores. Beside the log, ``run_settings.json``
 records what produced the results: the full resolved :class:`TokenReductionConfig`, the
 checkpoint or the adapter (with its ``base_model.json``), dtype, batch size and process count.
@@ -37,6 +45,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lmms_eval import utils as lmms_utils
 from lmms_eval.api.instance import Instance
@@ -47,10 +56,12 @@ from tqdm import tqdm
 
 from ..config import TokenReductionConfig
 from ..config import resolve_reduction as resolve_config
-from ..conversation import IMAGE_TOKEN, generation_prompt
+from ..conversation import IMAGE_TOKEN, VIDEO_TOKEN, generation_prompt
 from ..images import pad_to_square
 from ..models.llava import LlavaPruMergeForConditionalGeneration
+from ..models.video_llava import VideoLlavaPruMergeForConditionalGeneration
 from ..training.checkpoints import BASE_MODEL_FILE, TOKEN_REDUCTION_FILE, load_finetuned
+from ..video import DEFAULT_NUM_FRAMES, read_video
 from .results import RUN_SETTINGS_FILE
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -109,8 +120,8 @@ def load_model(
     dtype: torch.dtype,
     attn_implementation: str | None,
 ):
-    """``(model, processor)``: a llava-hf checkpoint, or an adapter merged into its base; the
-    reduction is ``reduction``/``budget`` if given, else the adapter's saved one, else PruMerge."""
+    """``(model, processor)``: a llava-hf (or Video-LLaVA-hf) checkpoint, or an adapter merged into its
+    base; the reduction is ``reduction``/``budget`` if given, else the adapter's saved one, else PruMerge."""
     budget = None if budget in (None, "", "None") else int(budget)
     saved = None
     if adapter and (Path(adapter) / TOKEN_REDUCTION_FILE).is_file():
@@ -120,9 +131,11 @@ def load_model(
         return load_finetuned(
             adapter, token_reduction=config, dtype=dtype, attn_implementation=attn_implementation, merge=True
         )
-    from transformers import AutoProcessor
+    from transformers import AutoConfig, AutoProcessor
 
-    model = LlavaPruMergeForConditionalGeneration.from_pretrained(
+    video = AutoConfig.from_pretrained(pretrained).model_type == "video_llava"
+    model_class = VideoLlavaPruMergeForConditionalGeneration if video else LlavaPruMergeForConditionalGeneration
+    model = model_class.from_pretrained(
         pretrained,
         token_reduction=config or TokenReductionConfig(),
         dtype=dtype,
@@ -136,7 +149,7 @@ class LlavaPruMerge(lmms):
 
     Model arguments (``--model_args k=v,...``; anything else is an error):
 
-    - ``pretrained``: a llava-hf checkpoint (Hub id or local dir); ignored with ``adapter``,
+    - ``pretrained``: a llava-hf or Video-LLaVA-hf checkpoint (Hub id or local dir); ignored with ``adapter``,
       whose ``base_model.json`` names the base;
     - ``adapter``: a LoRA output directory of ``scripts/finetune_lora.sh``; its saved
       ``token_reduction.json`` is used unless ``reduction`` replaces it (``budget`` alone
@@ -148,7 +161,8 @@ class LlavaPruMerge(lmms):
       float16 on GPU, float32 on CPU; or ``float16``/``bfloat16``/``float32``),
       ``attn_implementation`` (``sdpa``, ``eager``, ``flash_attention_2``), ``max_new_tokens``
       (overrides the task's), ``image_aspect_ratio`` (``pad`` as LLaVA-1.5, or ``crop``),
-      ``visual_token_log`` (a JSONL path for the per-sample visual-token counts).
+      ``visual_token_log`` (a JSONL path for the per-sample visual-token counts), ``num_frames``
+      (frames per video, 8 as Video-LLaVA).
     """
 
     is_simple = True
@@ -166,6 +180,7 @@ class LlavaPruMerge(lmms):
         max_new_tokens: int | None = None,
         image_aspect_ratio: str = "pad",
         visual_token_log: str | None = None,
+        num_frames: int | str = DEFAULT_NUM_FRAMES,
         **unknown: Any,
     ) -> None:
         super().__init__()
@@ -173,7 +188,7 @@ class LlavaPruMerge(lmms):
             raise ValueError(
                 f"llava_prumerge: unknown model argument(s) {sorted(unknown)}; accepted: pretrained, adapter, "
                 "reduction, budget, batch_size, device, dtype, attn_implementation, max_new_tokens, "
-                "image_aspect_ratio, visual_token_log"
+                "image_aspect_ratio, visual_token_log, num_frames"
             )
         if image_aspect_ratio not in ("pad", "crop"):
             raise ValueError(f"llava_prumerge: image_aspect_ratio={image_aspect_ratio!r}: expected 'pad' or 'crop'")
@@ -189,6 +204,10 @@ class LlavaPruMerge(lmms):
         self._tokenizer.padding_side = "left"
         self.max_new_tokens = None if max_new_tokens in (None, "", "None") else int(max_new_tokens)
         self.image_aspect_ratio = image_aspect_ratio
+        self.num_frames = int(num_frames)
+        if self.num_frames < 1:
+            raise ValueError(f"llava_prumerge: num_frames={num_frames!r} must be >= 1")
+        self.is_video_model = isinstance(self._model, VideoLlavaPruMergeForConditionalGeneration)
         self.pretrained = adapter or pretrained
         self.visual_token_records: list[dict[str, Any]] = []
         self.run_settings = self._run_settings(pretrained, adapter, torch_dtype, attn_implementation)
@@ -233,6 +252,7 @@ class LlavaPruMerge(lmms):
             "processes": self._world_size,
             "image_aspect_ratio": self.image_aspect_ratio,
             "max_new_tokens": self.max_new_tokens,
+            "num_frames": self.num_frames,
             "llava_prumerge_version": __version__,
         }
 
@@ -284,9 +304,12 @@ class LlavaPruMerge(lmms):
             return pad_to_square(image, self.processor)
         return image.convert("RGB")
 
-    def build_prompt(self, context: str, num_images: int) -> str:
-        """LLaVA-1.5's ``vicuna_v1`` prompt; the task's own ``<image>`` placement is kept if present."""
-        return generation_prompt(context, num_images=0 if IMAGE_TOKEN in context else num_images)
+    def build_prompt(self, context: str, num_images: int, num_videos: int = 0) -> str:
+        """LLaVA-1.5's ``vicuna_v1`` prompt; the task's own ``<image>``/``<video>`` placement is kept
+        if present, else the placeholders go first (videos, then images), each followed by a newline."""
+        if IMAGE_TOKEN in context or VIDEO_TOKEN in context:
+            return generation_prompt(context, num_images=0)
+        return generation_prompt(context, placeholders=[VIDEO_TOKEN] * num_videos + [IMAGE_TOKEN] * num_images)
 
     def _generation_settings(self, gen_kwargs: dict[str, Any]) -> tuple[int, list[str]]:
         until = gen_kwargs.get("until", [])
@@ -303,13 +326,38 @@ class LlavaPruMerge(lmms):
         max_new_tokens = self.max_new_tokens or int(gen_kwargs.get("max_new_tokens", 128))
         return max_new_tokens, until
 
+    def _load_visual(self, visual: Any, where: str) -> Image.Image | np.ndarray:
+        """A PIL image as it is; a path is a video (``num_frames`` RGB frames ``[F, H, W, 3]``)."""
+        if isinstance(visual, Image.Image):
+            return visual
+        if isinstance(visual, (str, Path)):
+            if not self.is_video_model:
+                raise ValueError(
+                    f"llava_prumerge: {where}: a video ({visual}) needs a Video-LLaVA checkpoint, got "
+                    f"{type(self._model).__name__}"
+                )
+            try:
+                return read_video(visual, self.num_frames)
+            except (FileNotFoundError, ValueError) as error:
+                raise ValueError(f"llava_prumerge: {where}: {error}") from error
+        raise ValueError(f"llava_prumerge: {where}: expected PIL images or video paths, got {type(visual).__name__}")
+
     @torch.inference_mode()
-    def generate_batch(self, prompts: list[str], images: list[list[Image.Image]], max_new_tokens: int):
-        """Greedy answers and visual-token counts per prompt (``images[i]`` belongs to ``prompts[i]``)."""
-        flat = [self._prepare_image(image) for row in images for image in row]
-        inputs = self.processor(text=prompts, images=flat or None, return_tensors="pt", padding=True).to(self._device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self._model.dtype)
+    def generate_batch(self, prompts: list[str], visuals: list[list[Image.Image | np.ndarray]], max_new_tokens: int):
+        """Greedy answers and visual-token counts per prompt (``visuals[i]`` belongs to ``prompts[i]``:
+        PIL images, or videos as ``[F, H, W, 3]`` frame arrays).
+
+        Returns ``(texts, counts)``; ``counts[i]`` is ``(tokens per visual, tokens per frame of each
+        video)`` for prompt ``i``, visuals in their order.
+        """
+        images = [self._prepare_image(v) for row in visuals for v in row if isinstance(v, Image.Image)]
+        videos = [v for row in visuals for v in row if not isinstance(v, Image.Image)]
+        extra = {"videos": videos} if videos else {}
+        inputs = self.processor(text=prompts, images=images or None, return_tensors="pt", padding=True, **extra)
+        inputs = inputs.to(self._device)
+        for key in ("pixel_values", "pixel_values_images", "pixel_values_videos"):
+            if key in inputs:
+                inputs[key] = inputs[key].to(self._model.dtype)
         pad_id = (
             self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else self._tokenizer.eos_token_id
         )
@@ -324,12 +372,22 @@ class LlavaPruMerge(lmms):
         )
         new_tokens = output.sequences[:, inputs["input_ids"].shape[1] :]
         texts = self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        counts = getattr(output, "visual_token_counts", None)
-        counts = [] if counts is None else counts.tolist()
-        per_prompt, start = [], 0
-        for row in images:
-            per_prompt.append(counts[start : start + len(row)])
-            start += len(row)
+        image_counts = getattr(output, "image_token_counts", getattr(output, "visual_token_counts", None))
+        image_counts = iter([] if image_counts is None else image_counts.tolist())
+        video_counts = getattr(output, "video_token_counts", None)
+        video_counts = iter([] if video_counts is None else video_counts.tolist())
+        frame_counts = getattr(output, "frame_token_counts", None)
+        frame_counts = iter([] if frame_counts is None else frame_counts.tolist())
+        per_prompt = []
+        for row in visuals:
+            totals, frames = [], []
+            for visual in row:
+                if isinstance(visual, Image.Image):
+                    totals.append(next(image_counts))
+                else:
+                    totals.append(next(video_counts))
+                    frames.append(next(frame_counts))
+            per_prompt.append((totals, frames))
         return texts, per_prompt
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
@@ -345,30 +403,34 @@ class LlavaPruMerge(lmms):
         for chunk in chunks:
             contexts, all_gen_kwargs, doc_to_visuals, doc_ids, tasks, splits = zip(*chunk)
             max_new_tokens, until = self._generation_settings(dict(all_gen_kwargs[0]))
-            images = []
+            visuals = []
             for doc_to_visual, doc_id, task, split in zip(doc_to_visuals, doc_ids, tasks, splits):
-                visuals = doc_to_visual(self.task_dict[task][split][doc_id]) or []
-                for visual in visuals:
-                    if not isinstance(visual, Image.Image):
-                        raise ValueError(
-                            f"llava_prumerge: task {task} doc {doc_id}: expected PIL images, got {type(visual).__name__}"
-                        )
-                images.append(list(visuals))
-            prompts = [self.build_prompt(context, len(row)) for context, row in zip(contexts, images)]
-            texts, counts = self.generate_batch(prompts, images, max_new_tokens)
-            for text, count, context, gen_kwargs, doc_id, task in zip(
+                row = doc_to_visual(self.task_dict[task][split][doc_id]) or []
+                visuals.append([self._load_visual(v, f"task {task} doc {doc_id}") for v in row])
+            prompts = [
+                self.build_prompt(
+                    context,
+                    num_images=sum(isinstance(v, Image.Image) for v in row),
+                    num_videos=sum(not isinstance(v, Image.Image) for v in row),
+                )
+                for context, row in zip(contexts, visuals)
+            ]
+            texts, counts = self.generate_batch(prompts, visuals, max_new_tokens)
+            for text, (totals, frames), context, gen_kwargs, doc_id, task in zip(
                 texts, counts, contexts, all_gen_kwargs, doc_ids, tasks
             ):
                 answer = truncate_at_stops(text, until).strip()
                 answers.append(answer)
-                self._record(task, doc_id, count)
+                self._record(task, doc_id, totals, frames)
                 self.cache_hook.add_partial("generate_until", (context, gen_kwargs), answer)
             progress.update(len(chunk))
         progress.close()
         return ordered.get_original(answers)
 
-    def _record(self, task: str, doc_id: int, counts: list[int]) -> None:
+    def _record(self, task: str, doc_id: int, counts: list[int], frames: list[list[int]] | None = None) -> None:
         record = {"task": task, "doc_id": int(doc_id), "visual_tokens": [int(c) for c in counts]}
+        if frames:
+            record["frame_tokens"] = [[int(c) for c in video] for video in frames]
         self.visual_token_records.append(record)
         if self.visual_token_log is not None:
             with self.visual_token_log.open("a") as handle:

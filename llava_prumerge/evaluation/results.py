@@ -86,12 +86,16 @@ def _strip_metrics(values: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
-def token_logs_by_folder(folder: str | Path) -> list[tuple[Path, dict[str, dict[int, list[int]]]]]:
+def token_logs_by_folder(
+    folder: str | Path, field: str = "visual_tokens"
+) -> list[tuple[Path, dict[str, dict[int, list[int]]]]]:
     """The plugin's ``visual_tokens*.jsonl`` logs below ``folder``, one entry per log folder,
     oldest first: ``(folder, task → {doc_id: visual tokens of each of the sample's images})``.
 
     One benchmark run writes its logs into one folder (one file per process with NUM_GPUS > 1): the
     files of a folder are merged. A malformed line is an error naming the file and line.
+    ``field="frame_tokens"`` reads the tokens of each frame of each video instead (a list of
+    lists per sample; records without videos are skipped).
     """
     logs: dict[Path, list[Path]] = {}
     for path in Path(folder).rglob("visual_tokens*.jsonl"):
@@ -106,7 +110,12 @@ def token_logs_by_folder(folder: str | Path) -> list[tuple[Path, dict[str, dict[
                 try:
                     record = json.loads(line)
                     task, doc_id = canonical_task(record["task"]), int(record["doc_id"])
-                    images = [int(count) for count in record["visual_tokens"]]
+                    if field == "frame_tokens":
+                        if "frame_tokens" not in record:
+                            continue
+                        images = [[int(count) for count in video] for video in record["frame_tokens"]]
+                    else:
+                        images = [int(count) for count in record[field]]
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
                     raise ValueError(f"{path}:{number}: malformed visual-token record ({error})") from error
                 per_task.setdefault(task, {})[doc_id] = images

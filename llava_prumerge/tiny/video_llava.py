@@ -22,11 +22,10 @@ from transformers import (
 )
 
 from ..config import TokenReductionConfig
-from ..conversation import IMAGE_TOKEN
+from ..conversation import IMAGE_TOKEN, VIDEO_TOKEN
 from ..models.video_llava import VideoLlavaPruMergeForConditionalGeneration
 from .setting import TINY_IMAGE_SIZE, TINY_PATCH_SIZE, build_tiny_tokenizer, sharpen_tower_attention
 
-VIDEO_TOKEN = "<video>"
 TINY_VIDEO_FRAMES = 8
 """Frames per video, as Video-LLaVA (8 sampled by ``np.linspace``, :func:`llava_prumerge.video.frame_indices`)."""
 
