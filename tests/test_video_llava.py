@@ -63,6 +63,9 @@ def test_none_is_bit_identical_to_the_stock_class(processor, clips):
     assert torch.equal(ours.sequences, theirs)
     assert ours.video_token_counts.tolist() == [TINY_VIDEO_FRAMES * (PATCHES + 1)]
     assert ours.image_token_counts.tolist() == [PATCHES]
+    video_only = _inputs(processor, [PROMPT.format("<video>")], videos=clips[1:2])  # no image input at all
+    ours = model.generate(**video_only, max_new_tokens=4, do_sample=False)
+    assert torch.equal(ours, stock.generate(**video_only, max_new_tokens=4, do_sample=False))
 
 
 REDUCTIONS = [

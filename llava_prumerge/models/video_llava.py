@@ -323,13 +323,9 @@ class VideoLlavaPruMergeForConditionalGeneration(TokenReductionMixin, VideoLlava
         if pixel_values is None and pixel_values_videos is None:
             return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         if self.token_reduction.method == "none":
-            output = super().generate(
-                input_ids=input_ids,
-                pixel_values=pixel_values,
-                pixel_values_videos=pixel_values_videos,
-                attention_mask=attention_mask,
-                **kwargs,
-            )
+            visuals = {"pixel_values": pixel_values, "pixel_values_videos": pixel_values_videos}
+            visuals = {key: value for key, value in visuals.items() if value is not None}  # None would be encoded
+            output = super().generate(input_ids=input_ids, attention_mask=attention_mask, **visuals, **kwargs)
             if not isinstance(output, torch.Tensor):
                 self._attach_counts(output, self._stock_counts(pixel_values, pixel_values_videos))
             return output
