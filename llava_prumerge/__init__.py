@@ -1,25 +1,41 @@
-"""llava-prumerge: PruMerge and PruMerge+ adaptive visual-token reduction for LLaVA-1.5.
+"""llava-prumerge: PruMerge and PruMerge+ adaptive visual-token reduction for LLaVA-1.5 and Video-LLaVA.
 
 Public API::
 
     from llava_prumerge import LlavaPruMergeForConditionalGeneration, TokenReductionConfig
+    from llava_prumerge import VideoLlavaPruMergeForConditionalGeneration
+
+The model and tensor names are imported on first use (PEP 562), so that tools that need none of
+them (the judge, the roofline, the tables) start without loading torch and transformers.
 """
 
+from importlib import import_module
+
 from .config import METHODS, TokenReductionConfig
-from .images import pad_to_square
-from .models.llava import LlavaPruMergeForConditionalGeneration, ReducedImageFeatures
-from .reduction import ReducedTokens, cls_attention, outlier_count, reduce_visual_tokens
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "METHODS",
-    "LlavaPruMergeForConditionalGeneration",
-    "ReducedImageFeatures",
-    "ReducedTokens",
-    "TokenReductionConfig",
-    "cls_attention",
-    "outlier_count",
-    "pad_to_square",
-    "reduce_visual_tokens",
-]
+_LAZY = {
+    "LlavaPruMergeForConditionalGeneration": ".models.llava",
+    "ReducedImageFeatures": ".models.llava",
+    "VideoLlavaPruMergeForConditionalGeneration": ".models.video_llava",
+    "ReducedTokens": ".reduction",
+    "cls_attention": ".reduction",
+    "outlier_count": ".reduction",
+    "reduce_visual_tokens": ".reduction",
+    "pad_to_square": ".images",
+}
+
+__all__ = ["METHODS", "TokenReductionConfig", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
