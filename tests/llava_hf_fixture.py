@@ -50,6 +50,17 @@ def sentencepiece_model_path() -> Path:
 
 def build_llava_tokenizer():
     """Vicuna-v1.5's tokenizer (``legacy: false``) plus llava-hf's ``<image>`` (32000) and ``<pad>`` (32001)."""
+    tokenizer = build_vicuna_tokenizer()
+    tokenizer.add_tokens([AddedToken("<image>", special=True, normalized=False)], special_tokens=True)
+    tokenizer.add_special_tokens({"pad_token": AddedToken("<pad>", special=True, normalized=False)})
+    ids = tokenizer.convert_tokens_to_ids(["<image>", "<pad>"])
+    if ids != [IMAGE_TOKEN_ID, PAD_TOKEN_ID]:
+        raise AssertionError(f"<image>/<pad> got ids {ids}, llava-hf has [32000, 32001]")
+    return tokenizer
+
+
+def build_vicuna_tokenizer():
+    """Vicuna-v1.5's own tokenizer: the 32,000 SentencePiece pieces of Llama 2, nothing added."""
     with tempfile.TemporaryDirectory() as scratch:
         shutil.copyfile(sentencepiece_model_path(), Path(scratch) / "tokenizer.model")
         # llava-hf's tokenizer_config.json; without add_bos_token transformers 5.24 builds it adding no <s>
@@ -58,11 +69,6 @@ def build_llava_tokenizer():
         tokenizer = AutoTokenizer.from_pretrained(scratch)
     if len(tokenizer) != 32000:
         raise AssertionError(f"expected the 32,000 pieces of Llama 2, got {len(tokenizer)}")
-    tokenizer.add_tokens([AddedToken("<image>", special=True, normalized=False)], special_tokens=True)
-    tokenizer.add_special_tokens({"pad_token": AddedToken("<pad>", special=True, normalized=False)})
-    ids = tokenizer.convert_tokens_to_ids(["<image>", "<pad>"])
-    if ids != [IMAGE_TOKEN_ID, PAD_TOKEN_ID]:
-        raise AssertionError(f"<image>/<pad> got ids {ids}, llava-hf has [32000, 32001]")
     return tokenizer
 
 

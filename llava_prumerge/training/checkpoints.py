@@ -15,6 +15,7 @@ training-time reduction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -95,6 +96,10 @@ def assemble_stage2(
 ) -> tuple[LlavaPruMergeForConditionalGeneration, LlavaProcessor]:
     """LLaVA-1.5 from Vicuna + CLIP + ``mm_projector.bin``, as the released recipe's stage 2.
 
+    Vicuna's tokenizer gets ``<image>`` (and ``<unk>`` as padding, as LLaVA-1.5 pads); the embedding
+    and ``lm_head`` rows this adds (rounded up to a multiple of 64) are suppressed in generation
+    (``generation_config.suppress_tokens``), since LLaVA's own model has no such rows to emit.
+
     No weight is copied: Vicuna and CLIP are loaded by their own ``from_pretrained`` in ``dtype``
     and become the submodules of a model whose shell is built on the meta device; only the small
     projector is created here. Under ZeRO-3 (``is_deepspeed_zero3_enabled()``, i.e. training
@@ -111,8 +116,10 @@ def assemble_stage2(
         tokenizer.pad_token = tokenizer.unk_token  # LLaVA-1.5 pads Vicuna with <unk>
     parts = {"dtype": dtype, "attn_implementation": attn_implementation} if attn_implementation else {"dtype": dtype}
     language = AutoModelForCausalLM.from_pretrained(spec.language_model, **parts)
-    if len(tokenizer) > language.config.vocab_size:
-        language.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
+    base_vocab = language.config.vocab_size
+    if len(tokenizer) > base_vocab:
+        language.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64, mean_resizing=False)
+        _fill_new_rows(language, base_vocab)
     vision_config = AutoConfig.from_pretrained(spec.vision_tower)
     vision_config = getattr(vision_config, "vision_config", vision_config)
     vision = CLIPVisionModel.from_pretrained(spec.vision_tower, config=vision_config, **parts)
@@ -143,6 +150,9 @@ def assemble_stage2(
     projector.load_state_dict(load_mm_projector(spec.mm_projector))
     model.model.multi_modal_projector = projector
     model.config.dtype = dtype
+    added = list(range(base_vocab, language.config.vocab_size))
+    if added:  # <image> and the padding rows: new, untrained rows whose logits must never win (LLaVA has none)
+        model.generation_config.suppress_tokens = added
     left_on_meta = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left_on_meta:
         raise RuntimeError(f"stage-2 assembly left tensors on the meta device: {left_on_meta[:5]}")
@@ -156,6 +166,28 @@ def assemble_stage2(
         image_token=IMAGE_TOKEN,
     )
     return model, processor
+
+
+def _fill_new_rows(language: torch.nn.Module, start: int) -> None:
+    """Set the embedding and ``lm_head`` rows from ``start`` on to the mean of the existing rows.
+
+    Deterministic (transformers' ``mean_resizing`` samples them at random, so every load of an
+    adapter would differ); the mean is what that sampling is centred on. Under ZeRO-3 the rows
+    are gathered to be written.
+    """
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    weights = list(
+        {id(m.weight): m.weight for m in (language.get_input_embeddings(), language.get_output_embeddings())}.values()
+    )
+    context = contextlib.nullcontext()
+    if is_deepspeed_zero3_enabled():
+        import deepspeed
+
+        context = deepspeed.zero.GatheredParameters(weights, modifier_rank=0)
+    with context, torch.no_grad():
+        for weight in weights:
+            weight[start:] = weight[:start].mean(dim=0)
 
 
 def load_mm_projector(path: str | Path) -> dict[str, torch.Tensor]:
@@ -201,6 +233,8 @@ def load_finetuned(
     saved = TokenReductionConfig.from_dict(json.loads((adapter_dir / TOKEN_REDUCTION_FILE).read_text()))
     reduction = saved if token_reduction is None else TokenReductionConfig.coerce(token_reduction)
     spec = BaseModelSpec(**json.loads((adapter_dir / BASE_MODEL_FILE).read_text()))
+    if spec.mm_projector and not Path(spec.mm_projector).is_absolute() and (adapter_dir / spec.mm_projector).is_file():
+        spec.mm_projector = str(adapter_dir / spec.mm_projector)  # a projector shipped inside the adapter directory
     model, processor = load_base_model(spec, reduction, dtype=dtype, attn_implementation=attn_implementation)
     if (adapter_dir / "preprocessor_config.json").is_file() or (adapter_dir / "processor_config.json").is_file():
         processor = AutoProcessor.from_pretrained(adapter_dir)
