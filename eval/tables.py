@@ -9,6 +9,8 @@
     python eval/tables.py check outputs/eval/prumerge/mme --tasks mme --since 1700000000
     # PruMerge's mean visual tokens on a benchmark (the equal-budget ablations of Table 4)
     python eval/tables.py mean-tokens outputs/eval/prumerge --benchmark textvqa
+    # peers at equal budgets (scripts/eval/peers.sh): one table, deltas to the full model, published rows
+    python eval/tables.py peers outputs/eval/peers/* --baseline none --markdown outputs/eval/peers/peers.md
     # Table 3 layout (video QA: judge accuracy and score, tokens per video and per frame)
     python eval/tables.py video outputs/eval/video/none outputs/eval/video/prumerge --markdown table3.md
 """
@@ -17,9 +19,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from llava_prumerge.evaluation.peer_reference import reference_markdown
 from llava_prumerge.evaluation.results import build_table, check_run, load_run, log_to_wandb, to_csv, to_markdown
 from llava_prumerge.evaluation.tasks import BENCHMARKS
 from llava_prumerge.evaluation.video_results import load_video_run, video_markdown, video_rows
+
+BENCHMARKS_BY_TITLE = {b.title: name for name, b in BENCHMARKS.items()}
 
 
 def _table(args) -> None:
@@ -38,6 +43,24 @@ def _table(args) -> None:
         Path(args.csv).write_text(to_csv(rows))
     if args.wandb_project:
         log_to_wandb(rows, args.wandb_project, args.wandb_name, args.wandb_dir)
+
+
+def _peers(args) -> None:
+    runs = []
+    for spec in args.runs:
+        label, _, folder = spec.rpartition("=") if "=" in spec else (None, "", spec)
+        runs.append(load_run(folder, label or None))
+    titles, rows = build_table(runs, args.baseline)
+    markdown = (
+        to_markdown(titles, rows, args.baseline) + "\n" + reference_markdown([BENCHMARKS_BY_TITLE[t] for t in titles])
+    )
+    print(markdown)
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(markdown)
+    if args.csv:
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.csv).write_text(to_csv(rows))
 
 
 def _video(args) -> None:
@@ -94,13 +117,20 @@ def main() -> None:
     mean = commands.add_parser("mean-tokens", help="a run's mean visual tokens on one benchmark, rounded")
     mean.add_argument("folder")
     mean.add_argument("--benchmark", required=True, choices=sorted(BENCHMARKS))
+    peers = commands.add_parser("peers", help="equal-budget comparison with the peers' published rows")
+    peers.add_argument("runs", nargs="+", help="run folders (scripts/eval/peers.sh), optionally LABEL=FOLDER")
+    peers.add_argument("--baseline", help="run label the deltas are taken against (the full model: none)")
+    peers.add_argument("--markdown", help="write the markdown table here")
+    peers.add_argument("--csv", help="write the long-form CSV here")
     video = commands.add_parser("video", help="the paper's Table 3 layout for video run folders")
     video.add_argument("runs", nargs="+", help="video run folders, optionally LABEL=FOLDER")
     video.add_argument("--markdown", help="write the markdown table here")
     video.add_argument("--csv", help="write the long-form CSV here")
     args = parser.parse_args()
     try:
-        {"table": _table, "check": _check, "mean-tokens": _mean_tokens, "video": _video}[args.command](args)
+        {"table": _table, "check": _check, "mean-tokens": _mean_tokens, "video": _video, "peers": _peers}[args.command](
+            args
+        )
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         sys.exit(f"eval/tables.py {args.command}: {error}")
 

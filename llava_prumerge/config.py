@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-METHODS = ("prumerge", "prumerge_plus", "aits", "sequential", "spatial", "none")
+PEER_METHODS = ("fastervlm", "visionzip", "divprune", "random", "pooling")
+"""Other papers' vision-side reducers, ported for equal-budget comparisons (:mod:`llava_prumerge.peers`)."""
+METHODS = ("prumerge", "prumerge_plus", "aits", "sequential", "spatial", "none", *PEER_METHODS)
 """Reduction methods. ``prumerge`` (Sec. 3.2-3.3), ``prumerge_plus`` (Sec. 3.4), ``aits``
 (selection only, Table 5 "w. AITS"), ``sequential`` and ``spatial`` (Table 4 baselines), ``none``
-(all tokens: the unchanged LLaVA-1.5)."""
+(all tokens: the unchanged LLaVA-1.5); the peers :data:`PEER_METHODS` need a ``budget``."""
 
 MERGING_METHODS = ("prumerge", "prumerge_plus")
 SCOPES = ("image", "batch", "video")
@@ -105,6 +107,22 @@ class TokenReductionConfig:
             "as the stock model feeds it (257 tokens per frame); False drops it."
         },
     )
+    dominant: int | None = field(
+        default=None,
+        metadata={
+            "help": "visionzip: dominant tokens (the CLS + dominant-1 patches by block-22 CLS attention); "
+            "with contextual. Default from the budget: 64 = 54+10 (VisionZip's README), 128 = 108+20, "
+            "192 = 162+30, else dominant = round(budget*54/64)."
+        },
+    )
+    contextual: int | None = field(
+        default=None, metadata={"help": "visionzip: contextual (merged) tokens; dominant + contextual = budget."}
+    )
+    keep_ratio: float | None = field(
+        default=None,
+        metadata={"help": "divprune: keep round(keep_ratio * N) tokens (DivPrune's ratio) instead of a budget."},
+    )
+    seed: int = field(default=0, metadata={"help": "random: global seed, mixed with a hash of each image."})
     min_keep: int = field(
         default=1,
         metadata={
@@ -158,12 +176,61 @@ class TokenReductionConfig:
                 )
         if self.method == "sequential" and self.budget is None:
             raise ValueError("TokenReductionConfig: method='sequential' needs a budget (tokens to keep)")
+        self._validate_peer()
+
+    def _validate_peer(self) -> None:
+        if self.method != "visionzip" and (self.dominant is not None or self.contextual is not None):
+            raise ValueError(
+                f"TokenReductionConfig.dominant/contextual are only used by visionzip, not {self.method!r}"
+            )
+        if self.method != "divprune" and self.keep_ratio is not None:
+            raise ValueError(f"TokenReductionConfig.keep_ratio is only used by divprune, not {self.method!r}")
+        _check_int("seed", self.seed, minimum=0)
+        if self.method == "visionzip":
+            if (self.dominant is None) != (self.contextual is None):
+                raise ValueError("TokenReductionConfig: visionzip needs both dominant and contextual, or neither")
+            if self.dominant is not None:
+                _check_int("dominant", self.dominant, minimum=1)
+                _check_int("contextual", self.contextual, minimum=0)
+                if self.budget is not None and self.budget != self.dominant + self.contextual:
+                    raise ValueError(
+                        f"TokenReductionConfig: budget={self.budget} disagrees with dominant={self.dominant} "
+                        f"+ contextual={self.contextual}"
+                    )
+            elif self.budget is None:
+                raise ValueError("TokenReductionConfig: method='visionzip' needs a budget (or dominant and contextual)")
+        if self.method == "divprune":
+            if self.keep_ratio is not None:
+                if isinstance(self.keep_ratio, bool) or not isinstance(self.keep_ratio, (int, float)):
+                    raise ValueError(f"TokenReductionConfig.keep_ratio={self.keep_ratio!r}: expected a number")
+                if not 0 < self.keep_ratio <= 1:
+                    raise ValueError(f"TokenReductionConfig.keep_ratio={self.keep_ratio!r}: expected 0 < ratio <= 1")
+                if self.budget is not None:
+                    raise ValueError("TokenReductionConfig: divprune takes a budget or a keep_ratio, not both")
+            elif self.budget is None:
+                raise ValueError("TokenReductionConfig: method='divprune' needs a budget or a keep_ratio")
+        if self.method in ("fastervlm", "random", "pooling") and self.budget is None:
+            raise ValueError(f"TokenReductionConfig: method={self.method!r} needs a budget (tokens to keep)")
+
+    @property
+    def visionzip_split(self) -> tuple[int, int]:
+        """``(dominant, contextual)`` of ``visionzip``: the fields, else the budget's standard split."""
+        if self.dominant is not None:
+            return self.dominant, self.contextual
+        from .peers import visionzip_split
+
+        return visionzip_split(self.budget)
 
     @property
     def output_count(self) -> int | None:
-        """Tokens per image when fixed by the config, else None (adaptive)."""
+        """Tokens per image when fixed by the config, else None (adaptive, or divprune's ratio of N)."""
         if self.method == "spatial":
             return self.grid[0] * self.grid[1]
+        if self.method == "pooling":
+            rows, cols = spatial_grid_for(self.budget)
+            return rows * cols
+        if self.method == "visionzip":
+            return sum(self.visionzip_split)
         return self.budget
 
     def to_dict(self) -> dict[str, Any]:
@@ -264,6 +331,10 @@ def resolve_reduction(
             values["grid"], values["budget"] = spatial_grid_for(int(budget)), None
         else:
             values["budget"] = int(budget)
+        if values.get("method") == "visionzip":  # the budget's standard split, not a saved one
+            values["dominant"] = values["contextual"] = None
+        if values.get("method") == "divprune":
+            values["keep_ratio"] = None
     try:
         return TokenReductionConfig.from_dict(values)
     except ValueError as error:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .config import MERGING_METHODS, TokenReductionConfig
+from .config import MERGING_METHODS, PEER_METHODS, TokenReductionConfig, spatial_grid_for
 
 _NOT_KEPT = torch.iinfo(torch.int64).max
 
@@ -38,6 +38,29 @@ class ReducedTokens:
     indices: torch.Tensor
     scores: torch.Tensor | None = None
     attentive: torch.Tensor | None = None
+    projected: bool = False
+    """``tokens`` are already projected (``divprune`` selects after the projector)."""
+
+
+PRODUCER_ATTENTION_METHODS = ("fastervlm", "visionzip")
+"""Peers that read the CLS attention of the block that *produces* the feature layer ("block 22")."""
+
+
+@dataclass
+class PeerInputs:
+    """What the peer reducers read beyond the feature layer; the model fills only what the method needs.
+
+    ``cls`` ``[B, C]``: the feature layer's CLS (visionzip feeds it); ``producer_queries``/``producer_keys``
+    ``[B, N+1, C]``: q/k of the block that produced the feature layer (fastervlm, visionzip);
+    ``projector``: the multimodal projector (divprune selects on its output); ``seeds`` ``[B]``:
+    per-image seeds (random).
+    """
+
+    cls: torch.Tensor | None = None
+    producer_queries: torch.Tensor | None = None
+    producer_keys: torch.Tensor | None = None
+    projector: object | None = None
+    seeds: torch.Tensor | None = None
 
 
 def cls_attention(
@@ -264,6 +287,7 @@ def reduce_visual_tokens(
     num_heads: int | None = None,
     grid_size: tuple[int, int] | None = None,
     frames_per_video: int = 1,
+    peer_inputs: PeerInputs | None = None,
 ) -> ReducedTokens:
     """Reduce a batch of visual tokens as ``config`` says.
 
@@ -277,6 +301,8 @@ def reduce_visual_tokens(
         grid_size: ``(rows, cols)`` of the patch grid, for ``spatial``; default a square grid.
         frames_per_video: with ``scope="video"``, the ``B`` rows are videos of this many consecutive
             frames sharing one IQR fence (:func:`outlier_count`); 1 for images.
+        peer_inputs: for the peers (:data:`~llava_prumerge.config.PEER_METHODS`), what they read
+            beyond ``features`` (:func:`reduce_with_peer`).
 
     Returns:
         :class:`ReducedTokens` in ``features``' dtype and device. Token order per image: selected
@@ -294,6 +320,8 @@ def reduce_visual_tokens(
     if method == "none":
         indices = torch.arange(n, device=device).expand(batch, n)
         return ReducedTokens(features, torch.full((batch,), n, device=device), indices)
+    if method in PEER_METHODS:
+        return reduce_with_peer(features, config, peer_inputs or PeerInputs(), num_heads, grid_size or _square_grid(n))
 
     if method in ("sequential", "spatial"):
         if method == "sequential":
@@ -336,3 +364,61 @@ def _square_grid(n: int) -> tuple[int, int]:
     if side * side != n:
         raise ValueError(f"N={n} patches is not a square grid; pass grid_size=(rows, cols)")
     return side, side
+
+
+def _require(value, name: str, method: str):
+    if value is None:
+        raise ValueError(f"method={method!r} needs {name} (PeerInputs.{name})")
+    return value
+
+
+def reduce_with_peer(
+    features: torch.Tensor,
+    config: TokenReductionConfig,
+    inputs: PeerInputs,
+    num_heads: int | None,
+    grid_size: tuple[int, int],
+) -> ReducedTokens:
+    """A peer reducer (:mod:`llava_prumerge.peers`) on a batch, as :class:`ReducedTokens`.
+
+    Every image keeps exactly the method's count. ``indices`` are the kept patches (visionzip: its
+    dominant patches, without the CLS and the contextual tokens; pooling: none).
+    """
+    from . import peers
+
+    batch, n, width = features.shape
+    device = features.device
+    method = config.method
+    full = torch.full((batch,), 0, dtype=torch.long, device=device)
+    if method == "pooling":
+        tokens = peers.pool_tokens(features, grid_size, spatial_grid_for(config.budget))
+        empty = torch.empty(batch, 0, dtype=torch.long, device=device)
+        return ReducedTokens(tokens, full + tokens.shape[1], empty)
+    if method == "visionzip":
+        queries = _require(inputs.producer_queries, "producer_queries", method)
+        keys = _require(inputs.producer_keys, "producer_keys", method)
+        cls = _require(inputs.cls, "cls", method)
+        attention = peers.block_cls_attention(queries, keys, num_heads, "sum")
+        dominant, contextual = config.visionzip_split
+        hidden = torch.cat([cls[:, None].to(features.dtype), features], dim=1)
+        tokens, kept, _ = peers.visionzip_reduce(hidden, attention, keys, num_heads, dominant, contextual)
+        return ReducedTokens(tokens, full + tokens.shape[1], kept, scores=attention)
+    if method == "fastervlm":
+        queries = _require(inputs.producer_queries, "producer_queries", method)
+        keys = _require(inputs.producer_keys, "producer_keys", method)
+        attention = peers.block_cls_attention(queries, keys, num_heads, "mean")
+        kept = peers.fastervlm_select(attention, config.budget)
+        tokens = features.gather(1, kept[..., None].expand(-1, -1, width))
+        return ReducedTokens(tokens, full + kept.shape[1], kept, scores=attention)
+    if method == "random":
+        kept = peers.random_select(_require(inputs.seeds, "seeds", method), n, config.budget).to(device)
+        tokens = features.gather(1, kept[..., None].expand(-1, -1, width))
+        return ReducedTokens(tokens, full + kept.shape[1], kept)
+    if method == "divprune":
+        projector = _require(inputs.projector, "projector", method)
+        projected = projector(features)
+        count = config.budget if config.budget is not None else peers.divprune_count(config.keep_ratio, n)
+        kept = peers.divprune_select(projected, count)
+        tokens = projected.gather(1, kept[..., None].expand(-1, -1, projected.shape[-1]))
+        return ReducedTokens(tokens, full + kept.shape[1], kept, projected=True)
+    raise ValueError(f"method={method!r} is not a peer reducer")

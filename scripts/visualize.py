@@ -9,8 +9,10 @@
     python scripts/visualize.py histogram --counts samples.jsonl --output hist.png
 
 ``image`` pads the image to a square with the mean colour (as LLaVA-1.5 trains and evaluates) and
-writes one PNG with three panels: PruMerge's kept patches, PruMerge+'s (spatial samples in blue),
-and the CLS attention on a log scale with the IQR fence. ``histogram`` reduces every image
+writes one PNG with a panel per method (default: PruMerge's kept patches, PruMerge+'s with its
+spatial samples in blue) and the CLS attention on a log scale with the IQR fence. ``--methods``
+compares others, e.g. ``--methods prumerge fastervlm visionzip divprune --budget 64`` (a budget for
+the methods that need one; visionzip draws its dominant patches, pooling none). ``histogram`` reduces every image
 of a LLaVA-format dataset (or reads the kept tokens of an evaluation run: its output folder's
 ``visual_tokens*.jsonl`` logs, or JSON/JSONL records with ``visual_tokens``) and plots the kept
 tokens per image. ``--model tiny`` (default) is the random-weight tiny LLaVA.
@@ -20,14 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from llava_prumerge import LlavaPruMergeForConditionalGeneration, TokenReductionConfig
+from llava_prumerge import METHODS, LlavaPruMergeForConditionalGeneration, TokenReductionConfig
 from llava_prumerge.analysis.visualize import kept_patch_overlay, plot_cls_attention, plot_kept_token_histogram
+from llava_prumerge.config import PEER_METHODS, resolve_reduction
 from llava_prumerge.evaluation.results import canonical_task, read_token_logs
 from llava_prumerge.images import expand_to_square, pad_colour
 from llava_prumerge.tiny.setting import build_tiny_model, build_tiny_processor, demo_images
@@ -62,35 +64,39 @@ def draw_image(args) -> None:
     grid = vision.image_size // vision.patch_size
     panels = []
     with torch.no_grad():
-        for method in ("prumerge", "prumerge_plus"):
-            model.set_token_reduction(replace(model.token_reduction, method=method))
+        model.set_token_reduction(TokenReductionConfig(method="prumerge"))
+        scores = model.get_image_features(pixel_values=pixels).cls_attention[0].float().cpu()
+        for method in args.methods:
+            needs_budget = method in PEER_METHODS or method in ("sequential", "spatial")
+            model.set_token_reduction(resolve_reduction(method, args.budget if needs_budget else None))
             features = model.get_image_features(pixel_values=pixels)
             kept = features.kept_indices[0]
             kept = kept[kept >= 0].tolist()
-            attentive = int(features.attentive_counts[0])
+            counts = features.attentive_counts
+            attentive = len(kept) if counts is None else int(counts[0])
             overlay = kept_patch_overlay(image, kept[:attentive], kept[attentive:], grid=grid, cell=args.cell)
-            panels.append((method, overlay, int(features.visual_token_counts[0]), len(kept)))
-    scores = features.cls_attention[0].float().cpu()
+            label = method if not needs_budget else f"{method} @ {args.budget}"
+            panels.append((label, overlay, int(features.visual_token_counts[0]), len(kept)))
     q1, q3 = torch.quantile(scores, torch.tensor([0.25, 0.75]))
-    fence = float(q3 + model.token_reduction.iqr_scale * (q3 - q1))
+    fence = float(q3 + TokenReductionConfig().iqr_scale * (q3 - q1))  # the default PruMerge fence
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     attention_png = output.with_name(output.stem + "_attention.png")
     plot_cls_attention(scores, fence, attention_png)
 
-    figure, axes = plt.subplots(1, 3, figsize=(13.5, 5), dpi=100)
-    for axis, (method, overlay, count, patches) in zip(axes[:2], panels):
+    figure, axes = plt.subplots(1, len(panels) + 1, figsize=(4.5 * (len(panels) + 1), 5), dpi=100)
+    for axis, (method, overlay, count, patches) in zip(axes[:-1], panels):
         axis.imshow(overlay)
-        extra = f" + {count - patches} summary" if count > patches else ""
+        extra = f" + {count - patches} other" if count > patches else ""
         axis.set_title(f"{method}: {count} tokens\n{patches} of {grid * grid} patches{extra}")
         axis.axis("off")
-    axes[2].imshow(Image.open(attention_png))
-    axes[2].axis("off")
+    axes[-1].imshow(Image.open(attention_png))
+    axes[-1].axis("off")
     figure.tight_layout(rect=(0, 0, 1, 0.96))
     figure.savefig(output)
     plt.close(figure)
     for method, overlay, *_ in panels:
-        overlay.save(output.with_name(f"{output.stem}_{method}.png"))
+        overlay.save(output.with_name(f"{output.stem}_{method.split(' ')[0]}.png"))
     print(f"wrote {output} (+ {attention_png.name}, per-method overlays)")
 
 
@@ -169,6 +175,8 @@ def main() -> None:
     source.add_argument("--photo", default="chelsea", help="a scikit-image photo name")
     image.add_argument("--model", default="tiny", help="'tiny' or a LLaVA-1.5 HF id / dir")
     image.add_argument("--cell", type=int, default=14, help="pixels per patch in the drawing")
+    image.add_argument("--methods", nargs="+", default=["prumerge", "prumerge_plus"], choices=METHODS)
+    image.add_argument("--budget", type=int, default=64, help="tokens for the methods that need a budget")
     image.add_argument("--device", default="cpu", help="e.g. cuda")
     image.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     image.add_argument("--output", required=True)

@@ -101,7 +101,10 @@ class LlavaPruMergeForConditionalGeneration(TokenReductionMixin, LlavaForConditi
         """Encode ``pixel_values [I, 3, H, W]`` and reduce the patch tokens (before the projector)."""
         self._check_strategy()
         layer = self.config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
-        return reduce_encoded(self.model.vision_tower, pixel_values, layer, self.token_reduction)[0]
+        projector = self.model.multi_modal_projector
+        return reduce_encoded(self.model.vision_tower, pixel_values, layer, self.token_reduction, projector=projector)[
+            0
+        ]
 
     def get_image_features(
         self,
@@ -128,7 +131,9 @@ class LlavaPruMergeForConditionalGeneration(TokenReductionMixin, LlavaForConditi
         reduced = self.reduce_image_tokens(pixel_values, vision_feature_layer)
         lengths = reduced.lengths
         valid = valid_rows(lengths, reduced.tokens.shape[1])
-        projected = self.model.multi_modal_projector(reduced.tokens[valid])
+        projected = (
+            reduced.tokens[valid] if reduced.projected else self.model.multi_modal_projector(reduced.tokens[valid])
+        )
         return ReducedImageFeatures(
             last_hidden_state=reduced.tokens,
             pooler_output=list(projected.split(lengths.tolist())),

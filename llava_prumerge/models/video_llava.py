@@ -13,7 +13,7 @@ training. The released code has no Video-LLaVA path; this follows transformers 5
 With a reduction, each frame's ``N`` patch tokens are reduced exactly as an image's (same
 function, same config: every method and option of :class:`~llava_prumerge.TokenReductionConfig`;
 a budget is per frame), then the frame's CLS goes in front (``keep_frame_cls``, default, as the
-stock model feeds it; ``False`` drops it). The adaptive count uses an IQR fence per frame
+stock model feeds it; ``False`` drops it; ``visionzip`` keeps the CLS as its first token anyway). The adaptive count uses an IQR fence per frame
 (``scope="image"``, default, batch-invariant) or per video (``scope="video"``: one fence over the
 video's ``F·N`` scores, each frame keeping its own patches above it). Images are reduced as in
 :class:`~llava_prumerge.LlavaPruMergeForConditionalGeneration`.
@@ -111,11 +111,12 @@ class VideoLlavaPruMergeForConditionalGeneration(TokenReductionMixin, VideoLlava
             "default",
         ):
             raise ValueError("token reduction on images needs vision_feature_select_strategy='default' (CLS dropped)")
+        projector = self.model.multi_modal_projector
         reduced, _ = reduce_encoded(
-            self.model.image_tower, pixel_values, self._layer(vision_feature_layer), self.token_reduction
+            self.model.image_tower, pixel_values, self._layer(vision_feature_layer), self.token_reduction, 1, projector
         )
         valid = valid_rows(reduced.lengths, reduced.tokens.shape[1])
-        projected = self.model.multi_modal_projector(reduced.tokens[valid])
+        projected = reduced.tokens[valid] if reduced.projected else projector(reduced.tokens[valid])
         return ReducedVisualFeatures(
             last_hidden_state=reduced.tokens,
             pooler_output=projected[None],
@@ -137,17 +138,21 @@ class VideoLlavaPruMergeForConditionalGeneration(TokenReductionMixin, VideoLlava
                 pixel_values_videos=pixel_values_videos, vision_feature_layer=vision_feature_layer, **kwargs
             )
         videos, frames = pixel_values_videos.shape[:2]
+        projector = self.model.multi_modal_projector
         reduced, cls = reduce_encoded(
             self.model.video_tower,
             pixel_values_videos.flatten(0, 1),
             self._layer(vision_feature_layer),
             config,
             frames_per_video=frames,
+            projector=projector,
         )
         tokens, lengths = reduced.tokens, reduced.lengths
-        if config.keep_frame_cls:
+        if config.keep_frame_cls and config.method != "visionzip":  # visionzip's own output starts with the CLS
+            cls = projector(cls) if reduced.projected else cls
             tokens, lengths = torch.cat([cls[:, None].to(tokens.dtype), tokens], dim=1), lengths + 1
-        projected = self.model.multi_modal_projector(tokens[valid_rows(lengths, tokens.shape[1])])
+        valid = tokens[valid_rows(lengths, tokens.shape[1])]
+        projected = valid if reduced.projected else projector(valid)
         per_frame = lengths.view(videos, frames)
         return ReducedVisualFeatures(
             last_hidden_state=tokens,
