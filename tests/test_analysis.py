@@ -79,6 +79,39 @@ def test_benchmark_tiny_preset_end_to_end(tmp_path):
     assert (tmp_path / "results.md").read_text() in recorded and recorded.count("\n## ") == 1
 
 
+def test_benchmark_video_tiny_preset_end_to_end(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("benchmark_script", ROOT / "scripts" / "benchmark.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    def run(*options: str, output: Path) -> list[dict]:  # in-process: a subprocess would re-import torch
+        common = ["--preset", "video-tiny", "--repeats", "1", "--prompt-tokens", "16", "--new-tokens", "2"]
+        monkeypatch.setattr(sys, "argv", ["benchmark.py", *common, "--loop-batch", "0", *options, "--output-dir", str(output)])  # fmt: skip
+        script.main()
+        return json.loads((output / "results.json").read_text())["rows"]
+
+    rows = {(r["method"], r["batch_size"]): r for r in run("--batch-sizes", "1", "2", output=tmp_path / "adaptive")}
+    assert set(rows) == {(m, b) for m in ("none", "prumerge", "prumerge_plus") for b in (1, 2)}
+    stock = 8 * (144 + 1)  # 8 frames of a 12 x 12 grid, each frame's CLS kept
+    for (method, batch), row in rows.items():
+        assert row["extra"]["frames"] == 8 and row["vision_s"] > 0 and row["prefill_s"] > 0
+        if method == "none":
+            assert row["visual_tokens"] == stock and row["extra"]["visual_tokens_per_frame"] == 145
+            assert row["sequence_length"] == 16 - 1 + stock and row["reduction_s"] is None
+        else:
+            assert 8 < row["visual_tokens"] < stock and 0 < row["reduction_share"]
+            assert row["sequence_length"] < rows[("none", batch)]["sequence_length"]
+            assert rows[("none", batch)]["prefill_flops"] / row["prefill_flops"] > 1
+    assert "| per frame |" in (tmp_path / "adaptive" / "results.md").read_text()
+
+    budget = ("--batch-sizes", "2", "--methods", "none", "prumerge", "--visual-tokens", "10")
+    rows = {r["method"]: r for r in run(*budget, output=tmp_path / "budget")}
+    merged = rows["prumerge@10"]
+    assert merged["visual_tokens"] == 8 * (10 + 1) and merged["extra"]["visual_tokens_per_frame"] == 11
+    assert merged["sequence_length"] == 16 - 1 + 8 * 11  # every video the same length: no padding
+    assert rows["none"]["prefill_flops"] / merged["prefill_flops"] > 1
+
+
 def test_overlay_frames_exactly_the_kept_patches(photos):
     overlay = kept_patch_overlay(photos[0], attention_indices=[0, 5], spatial_indices=[7], grid=4, cell=10)
     assert overlay.size == (40, 40)

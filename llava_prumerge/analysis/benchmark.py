@@ -1,14 +1,26 @@
-"""Measured cost of LLaVA-1.5 with and without visual-token reduction (``scripts/benchmark.py``).
+"""Measured cost of LLaVA-1.5 and Video-LLaVA with and without visual-token reduction (``scripts/benchmark.py``).
 
 For each preset, method and batch size it measures, after a warm-up, the median over repeats of:
-vision encoding (tower, reduction if any, projector: the image features the LLM receives), the
+vision encoding (tower, reduction if any, projector: the visual features the LLM receives), the
 reduction alone and its share of the vision time, the language model's prefill alone, the prefill's
 matrix products alone (see :func:`matmul_only_prefill`), time to first token (vision + prefill),
 decode tokens per second, peak memory (CUDA's allocator, or the process's peak resident set on CPU),
-the KV-cache bytes after prefill and the visual tokens per image. It also times
+the KV-cache bytes after prefill and the visual tokens per sample. It also times
 :func:`llava_prumerge.analysis.reference.released_loop_prumerge` (the released code's per-image, per-token
 loop) against the batched reduction on the same tensors. On CUDA every timing is taken with CUDA
 events after synchronising.
+
+What differs between the families is the workload (:class:`ImageWorkload`, :class:`VideoWorkload`):
+the inputs, the encode-and-lay-out call, the vision and the reduction-alone callables and the
+counts; the timing is shared. A LLaVA-1.5 sample is one photo behind one ``<image>`` placeholder. A
+Video-LLaVA sample (``video-*`` presets) is one video of :data:`~llava_prumerge.video.DEFAULT_NUM_FRAMES`
+frames (a pan across a photo) behind the processor's ``F × (N + 1)`` ``<video>`` placeholders (the
+stock path needs them; the reduced paths re-lay them): its visual tokens are counted per video,
+``extra`` adds the frames and the tokens per frame, a budget is per frame (each frame's CLS comes
+on top), the vision time is ``get_video_features`` (tower over every frame, reduction, projector)
+and the reduction alone runs on the video tower's precomputed features/q/k of all ``F·B`` frames.
+The CLIP-overhead probe (:func:`clip_overhead`) and :func:`loop_comparison` use LLaVA-1.5's
+CLIP-L/336 shapes whatever the preset.
 """
 
 from __future__ import annotations
@@ -20,12 +32,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig
+from PIL import Image
+from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, VideoLlavaConfig
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from ..config import TokenReductionConfig
+from ..config import ATTENTION_METHODS, TokenReductionConfig
 from ..models.llava import LlavaPruMergeForConditionalGeneration
+from ..models.video_llava import VideoLlavaPruMergeForConditionalGeneration
+from ..models.vision import encode_for_reduction
 from ..reduction import cls_attention, reduce_visual_tokens
-from ..tiny.setting import build_tiny_model, demo_images, sharpen_cls_attention
+from ..tiny.setting import build_tiny_model, demo_images, sharpen_cls_attention, sharpen_tower_attention
+from ..tiny.video_llava import build_tiny_video_model
+from ..video import DEFAULT_NUM_FRAMES
 from .reference import released_loop_prumerge
 
 CLIP_L_336 = dict(
@@ -34,9 +52,15 @@ CLIP_L_336 = dict(
 )  # fmt: skip
 VICUNA_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32)
 VICUNA_13B = dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40)
+CLIP_L_224 = dict(CLIP_L_336, image_size=224)  # Video-LLaVA's towers (LanguageBind, CLIP-L/14 shapes): 16 x 16 patches
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "text")
+"""The scikit-image photos behind the samples, in order (cycled past six)."""
 
 PRESETS: dict[str, dict] = {
-    "tiny": {},  # llava_prumerge.tiny.setting: 144 patches, 2-layer width-32 LLM
+    # "build": a tiny-setting builder; "vision"/"text": the shapes of a random-weight model;
+    # "weights": the checkpoint --weights loads instead; "video": a Video-LLaVA preset.
+    "tiny": {"build": build_tiny_model},  # llava_prumerge.tiny.setting: 144 patches, 2-layer width-32 LLM
     # CPU-sized with LLaVA-1.5's proportions: 576 visual tokens, an LLM far larger than the tower.
     "small": {
         "vision": dict(CLIP_L_336, hidden_size=256, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=4),
@@ -44,12 +68,30 @@ PRESETS: dict[str, dict] = {
     },
     "llava-1.5-7b": {"vision": CLIP_L_336, "text": VICUNA_7B, "weights": "llava-hf/llava-1.5-7b-hf"},
     "llava-1.5-13b": {"vision": CLIP_L_336, "text": VICUNA_13B, "weights": "llava-hf/llava-1.5-13b-hf"},
+    # llava_prumerge.tiny.video_llava: 8 frames x (144 patches + CLS) = 1160 tokens per video
+    "video-tiny": {"build": build_tiny_video_model, "video": True},
+    # LanguageBind/Video-LLaVA-7B-hf: 8 frames x (256 + CLS) = 2056 tokens per video, Vicuna-7B v1.5
+    "video-llava-7b": {
+        "vision": CLIP_L_224,
+        "text": dict(VICUNA_7B, max_position_embeddings=4096),
+        "weights": "LanguageBind/Video-LLaVA-7B-hf",
+        "video": True,
+    },
 }
+
+
+def is_video_preset(preset: str) -> bool:
+    """Whether ``preset`` is a Video-LLaVA (one video per sample, budgets per frame)."""
+    return bool(PRESETS[preset].get("video"))
 
 
 @dataclass
 class Measurement:
-    """One (preset, method, batch size) row; times in seconds (medians), memory in bytes."""
+    """One (preset, method, batch size) row; times in seconds (medians), memory in bytes.
+
+    ``visual_tokens``: the mean per image, or per video for a video preset, whose ``extra`` also
+    holds ``frames`` and ``visual_tokens_per_frame`` (the mean over all frames).
+    """
 
     preset: str
     method: str
@@ -70,30 +112,40 @@ class Measurement:
 
 
 def build_preset(preset: str, dtype: torch.dtype, device: str, weights: str | None = None):
-    """The model and an image processor for ``preset`` (random weights unless ``weights``)."""
+    """The model and an image processor (the tower's size; frames too) for ``preset``
+    (random weights unless ``weights``)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    if preset == "tiny":
-        model = build_tiny_model()
-        vision = model.config.vision_config
+    spec = PRESETS[preset]
+    video = is_video_preset(preset)
+    model_class = VideoLlavaPruMergeForConditionalGeneration if video else LlavaPruMergeForConditionalGeneration
+    if "build" in spec:
+        model = spec["build"]()
     elif weights:
-        model = LlavaPruMergeForConditionalGeneration.from_pretrained(weights, dtype=dtype)
-        vision = model.config.vision_config
+        model = model_class.from_pretrained(weights, dtype=dtype)
     else:
-        spec = PRESETS[preset]
-        vision = CLIPVisionConfig(**spec["vision"])
+        vision = CLIPVisionConfig(**spec["vision"]).to_dict()
         text = LlamaConfig(**spec["text"], num_key_value_heads=spec["text"]["num_attention_heads"], vocab_size=32064)
-        config = LlavaConfig(vision_config=vision.to_dict(), text_config=text.to_dict(), image_token_id=32000)
+        if video:  # LanguageBind/Video-LLaVA-7B-hf's token ids and feature layer
+            config = VideoLlavaConfig(vision_config=vision, text_config=text.to_dict(), image_token_index=32000,
+                                      video_token_index=32001, vision_feature_layer=-2)  # fmt: skip
+        else:
+            config = LlavaConfig(vision_config=vision, text_config=text.to_dict(), image_token_id=32000)
         torch.manual_seed(0)
         default = torch.get_default_dtype()
         torch.set_default_dtype(dtype)  # built in the target dtype: 13B in fp32 first would not fit an 80 GB GPU
         try:
             with torch.device(device):
-                model = LlavaPruMergeForConditionalGeneration(config)
+                model = model_class(config)
         finally:
             torch.set_default_dtype(default)
-        sharpen_cls_attention(model, 4.0)  # a peaked CLS attention, as a trained CLIP's
+        # a peaked CLS attention, as a trained CLIP's
+        if video:
+            sharpen_tower_attention(model.model.video_tower, config.vision_feature_layer, 4.0)
+        else:
+            sharpen_cls_attention(model, 4.0)
     model = model.to(device=device, dtype=dtype).eval()
+    vision = model.config.vision_config
     size = vision.image_size
     processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
     return model, processor
@@ -188,8 +240,7 @@ def make_timer(device: str) -> Callable[[Callable[[], object], int], float]:
 
 def make_inputs(model, processor, batch_size: int, prompt_tokens: int, device: str, dtype: torch.dtype):
     """``batch_size`` real photos, each with a ``prompt_tokens``-token prompt holding one ``<image>``."""
-    names = ("astronaut", "coffee", "chelsea", "rocket", "camera", "text")
-    images = demo_images(tuple(names[i % len(names)] for i in range(batch_size)))
+    images = demo_images(tuple(PHOTOS[i % len(PHOTOS)] for i in range(batch_size)))
     pixels = processor(images, return_tensors="pt")["pixel_values"].to(device=device, dtype=dtype)
     generator = torch.Generator().manual_seed(0)
     image_token = model.config.image_token_id
@@ -200,8 +251,169 @@ def make_inputs(model, processor, batch_size: int, prompt_tokens: int, device: s
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "pixel_values": pixels}
 
 
+def panning_frames(photo: Image.Image, frames: int, size: int) -> list[Image.Image]:
+    """``frames`` ``size``-px crops of ``photo`` (scaled to 1.25 ``size`` on its short side) whose
+    window moves from the top-left to the bottom-right corner: a camera pan, so frames differ."""
+    scale = 1.25 * size / min(photo.size)
+    wide = photo.resize((max(size, round(photo.width * scale)), max(size, round(photo.height * scale))))
+    crops = []
+    for frame in range(frames):
+        along = frame / max(frames - 1, 1)
+        left, top = round(along * (wide.width - size)), round(along * (wide.height - size))
+        crops.append(wide.crop((left, top, left + size, top + size)))
+    return crops
+
+
+def make_video_inputs(
+    model: VideoLlavaPruMergeForConditionalGeneration,
+    processor,
+    batch_size: int,
+    prompt_tokens: int,
+    device: str,
+    dtype: torch.dtype,
+    frames: int = DEFAULT_NUM_FRAMES,
+) -> dict:
+    """``batch_size`` videos of ``frames`` frames (:func:`panning_frames` over a photo each), each with
+    ``prompt_tokens - 1`` text tokens around the processor's ``frames × (N + 1)`` ``<video>``
+    placeholders, where the prompt of :func:`make_inputs` has its one ``<image>``.
+
+    The expanded placeholders are what ``VideoLlavaProcessor`` writes and what the stock
+    (``method="none"``) path needs; the reduced paths re-lay them for their counts.
+    """
+    size = model.config.vision_config.image_size
+    photos = demo_images(tuple(PHOTOS[i % len(PHOTOS)] for i in range(batch_size)))
+    clips = [frame for photo in photos for frame in panning_frames(photo, frames, size)]
+    pixels = processor(clips, return_tensors="pt")["pixel_values"]
+    pixels = pixels.view(batch_size, frames, *pixels.shape[1:]).to(device=device, dtype=dtype)
+    special = {model.config.image_token_id, model.config.video_token_id}
+    vocabulary = torch.tensor([i for i in range(3, model.config.text_config.vocab_size) if i not in special])
+    generator = torch.Generator().manual_seed(0)
+    text = vocabulary[torch.randint(len(vocabulary), (batch_size, prompt_tokens - 1), generator=generator)]
+    placeholders = torch.full((batch_size, frames * (model._patches() + 1)), model.config.video_token_id)
+    middle = prompt_tokens // 2
+    ids = torch.cat([text[:, :middle], placeholders, text[:, middle:]], dim=1).to(device)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values_videos": pixels}
+
+
+@dataclass
+class Encoded:
+    """One method's batch after encoding and lay-out: what the prefill gets, and the counts."""
+
+    mm_encoder_outputs: dict
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    visual_tokens: list[int]  # per image / video
+    extra: dict = field(default_factory=dict)  # copied into the row's ``extra``
+
+
+class ImageWorkload:
+    """LLaVA-1.5: one photo per sample behind one ``<image>`` placeholder (:func:`make_inputs`)."""
+
+    def __init__(self, model: LlavaPruMergeForConditionalGeneration, processor):
+        self.model, self.processor = model, processor
+
+    def inputs(self, batch_size: int, prompt_tokens: int, device: str, dtype: torch.dtype) -> dict:
+        return make_inputs(self.model, self.processor, batch_size, prompt_tokens, device, dtype)
+
+    def encode(self, inputs: dict) -> Encoded:
+        features, laid_out = self.model.encode_and_lay_out(
+            inputs["input_ids"], inputs["pixel_values"], inputs["attention_mask"], None, "left", None
+        )
+        return Encoded(
+            _projected_only({"image": features}),
+            laid_out.input_ids if laid_out is not None else inputs["input_ids"],
+            laid_out.attention_mask if laid_out is not None else inputs["attention_mask"],
+            [len(f) for f in features.pooler_output],
+        )
+
+    def vision(self, inputs: dict) -> Callable[[], object]:
+        """Tower, reduction if any, projector: the same stages for every method."""
+        return lambda: self.model.get_image_features(pixel_values=inputs["pixel_values"])
+
+    def reduction_alone(self, inputs: dict, reduction: TokenReductionConfig) -> Callable[[], object]:
+        model = self.model
+        return reduction_on_precomputed(
+            model.model.vision_tower, inputs["pixel_values"], model.config.vision_feature_layer, reduction
+        )
+
+
+class VideoWorkload:
+    """Video-LLaVA: one video per sample behind its ``<video>`` placeholders (:func:`make_video_inputs`)."""
+
+    def __init__(self, model: VideoLlavaPruMergeForConditionalGeneration, processor):
+        self.model, self.processor = model, processor
+
+    def inputs(self, batch_size: int, prompt_tokens: int, device: str, dtype: torch.dtype) -> dict:
+        return make_video_inputs(self.model, self.processor, batch_size, prompt_tokens, device, dtype)
+
+    def encode(self, inputs: dict) -> Encoded:
+        features, laid_out, counts = self.model.encode_and_lay_out(
+            inputs["input_ids"], None, inputs["pixel_values_videos"], inputs["attention_mask"], None, "left", None
+        )
+        per_frame = counts["frame"].float()
+        return Encoded(
+            _projected_only(features),
+            laid_out.input_ids if laid_out is not None else inputs["input_ids"],
+            laid_out.attention_mask if laid_out is not None else inputs["attention_mask"],
+            counts["video"].tolist(),
+            {"frames": int(per_frame.shape[1]), "visual_tokens_per_frame": float(per_frame.mean())},
+        )
+
+    def vision(self, inputs: dict) -> Callable[[], object]:
+        """The video tower over every frame, reduction if any, projector: the same for every method."""
+        return lambda: self.model.get_video_features(pixel_values_videos=inputs["pixel_values_videos"])
+
+    def reduction_alone(self, inputs: dict, reduction: TokenReductionConfig) -> Callable[[], object]:
+        videos = inputs["pixel_values_videos"]
+        return reduction_on_precomputed(
+            self.model.model.video_tower,
+            videos.flatten(0, 1),
+            self.model.config.vision_feature_layer,
+            reduction,
+            frames_per_video=videos.shape[1],
+        )
+
+
+def _projected_only(mm_encoder_outputs: dict) -> dict:
+    """Keep only the projected tokens (``pooler_output``), all the prefill reads: the stock outputs
+    also hold every tower layer's hidden states, which would count in the later rows' peak memory."""
+    return {
+        name: BaseModelOutputWithPooling(pooler_output=output.pooler_output)
+        for name, output in mm_encoder_outputs.items()
+    }
+
+
+def workload_for(model, processor) -> ImageWorkload | VideoWorkload:
+    """The workload of ``model``'s family."""
+    if isinstance(model, VideoLlavaPruMergeForConditionalGeneration):
+        return VideoWorkload(model, processor)
+    if isinstance(model, LlavaPruMergeForConditionalGeneration):
+        return ImageWorkload(model, processor)
+    raise TypeError(f"no benchmark workload for {type(model).__name__}")
+
+
+def reduction_on_precomputed(
+    tower: torch.nn.Module,
+    pixel_values: torch.Tensor,
+    layer: int,
+    reduction: TokenReductionConfig,
+    frames_per_video: int = 1,
+) -> Callable[[], object]:
+    """A callable running only the reduction, on ``tower``'s features and the consuming block's q/k
+    of ``pixel_values [I, 3, H, W]``, computed once here (``frames_per_video``: as in
+    :func:`~llava_prumerge.models.vision.reduce_encoded`)."""
+    hidden, queries, keys = encode_for_reduction(
+        tower, pixel_values, layer, with_qk=reduction.method in ATTENTION_METHODS
+    )
+    features, vision = hidden[:, 1:], tower.config
+    side = vision.image_size // vision.patch_size
+    return lambda: reduce_visual_tokens(
+        features, queries, keys, reduction, vision.num_attention_heads, (side, side), frames_per_video
+    )
+
+
 def measure(
-    model: LlavaPruMergeForConditionalGeneration,
+    model: LlavaPruMergeForConditionalGeneration | VideoLlavaPruMergeForConditionalGeneration,
     processor,
     preset: str,
     reductions: list[TokenReductionConfig],
@@ -218,37 +430,32 @@ def measure(
     interleaved rounds over all methods, so that a slow spell of a shared machine hits every method
     alike; vision, reduction, first token and decoding are timed per method. The peak memory of a
     row (see :func:`peak_memory`) covers its vision encoding and its generation (which includes its
-    prefill).
+    prefill). The model's family picks the workload (:func:`workload_for`).
     """
     timer = make_timer(device)
+    workload = workload_for(model, processor)
     prepared = []
     with torch.inference_mode():
         for reduction in reductions:
             model.set_token_reduction(reduction)
-            inputs = make_inputs(model, processor, batch_size, prompt_tokens, device, dtype)
-            features, laid_out = model.encode_and_lay_out(
-                inputs["input_ids"], inputs["pixel_values"], inputs["attention_mask"], None, "left", None
-            )
-            ids = laid_out.input_ids if laid_out is not None else inputs["input_ids"]
-            mask = laid_out.attention_mask if laid_out is not None else inputs["attention_mask"]
+            inputs = workload.inputs(batch_size, prompt_tokens, device, dtype)
+            encoded = workload.encode(inputs)
 
-            def prefill(ids=ids, mask=mask, features=features):
-                return model(input_ids=ids, attention_mask=mask, mm_encoder_outputs={"image": features},
-                             use_cache=True, logits_to_keep=1)  # fmt: skip
+            def prefill(encoded=encoded):
+                return model(input_ids=encoded.input_ids, attention_mask=encoded.attention_mask,
+                             mm_encoder_outputs=encoded.mm_encoder_outputs, use_cache=True, logits_to_keep=1)  # fmt: skip
 
-            matmuls = matmul_only_prefill(model, int(ids.shape[0]), int(ids.shape[1]), device, dtype)
+            batch, length = encoded.input_ids.shape
+            matmuls = matmul_only_prefill(model, int(batch), int(length), device, dtype)
             prefill(), matmuls()  # warm-up
-            prepared.append((reduction, inputs, features, ids, prefill, matmuls))
+            prepared.append((reduction, inputs, encoded, prefill, matmuls))
         rounds = [[(timer(prefill, 1), timer(matmuls, 1)) for *_, prefill, matmuls in prepared] for _ in range(repeats)]
         del prefill, matmuls
-        prepared = [entry[:4] for entry in prepared]  # free the probes' inputs before measuring memory
+        prepared = [entry[:3] for entry in prepared]  # free the probes' inputs before measuring memory
         rows = []
-        for i, (reduction, inputs, features, ids) in enumerate(prepared):
+        for i, (reduction, inputs, encoded) in enumerate(prepared):
             model.set_token_reduction(reduction)
-            pixels = inputs["pixel_values"]
-
-            def vision(pixels=pixels):  # the same stages for every method: tower, reduction if any, projector
-                return model.get_image_features(pixel_values=pixels)
+            vision = workload.vision(inputs)
 
             def first_token(inputs=inputs):
                 return model.generate(**inputs, max_new_tokens=1, do_sample=False)
@@ -262,7 +469,7 @@ def measure(
             vision_s = timer(vision, repeats)
             reduction_s = share = None
             if reduction.method != "none":
-                reduction_s = _time_reduction_alone(model, pixels, reduction, timer, repeats)
+                reduction_s = timer(workload.reduction_alone(inputs, reduction), repeats)
                 share = reduction_s / vision_s
             ttft_s = timer(first_token, repeats)
             generation_s = timer(generation, repeats)
@@ -273,8 +480,7 @@ def measure(
                     preset,
                     reduction,
                     batch_size,
-                    features,
-                    ids,
+                    encoded,
                     dtype,
                     new_tokens,
                     vision_s,
@@ -290,9 +496,9 @@ def measure(
     return rows
 
 
-def _row(model, preset, reduction, batch_size, features, ids, dtype, new_tokens, vision_s, reduction_s, share,
+def _row(model, preset, reduction, batch_size, encoded: Encoded, dtype, new_tokens, vision_s, reduction_s, share,
          prefill_s, matmul_s, ttft_s, generation_s, peak) -> Measurement:  # fmt: skip
-    counts = [len(f) for f in features.pooler_output]
+    counts, ids = encoded.visual_tokens, encoded.input_ids
     text_config = model.config.text_config
     head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // text_config.num_attention_heads
     kv_bytes = (
@@ -317,17 +523,7 @@ def _row(model, preset, reduction, batch_size, features, ids, dtype, new_tokens,
         kv_cache_bytes=int(kv_bytes),
         peak_memory_bytes=peak,
         prefill_flops=prefill_flops(model.config, int(ids.shape[1]), batch_size),
-    )
-
-
-def _time_reduction_alone(model, pixels, reduction, timer, repeats) -> float:
-    """The reduction on precomputed features/q/k of the consuming block."""
-    features, queries, keys = model.encode_for_reduction(pixels)
-    vision = model.config.vision_config
-    side = vision.image_size // vision.patch_size
-    return timer(
-        lambda: reduce_visual_tokens(features, queries, keys, reduction, vision.num_attention_heads, (side, side)),
-        repeats,
+        extra=dict(encoded.extra),
     )
 
 
@@ -374,7 +570,7 @@ def clip_overhead(batch_sizes: list[int], repeats: int = 3, device: str = "cpu",
             medians = {name: statistics.median(values) for name, values in rounds.items()}
             row = {"batch_size": batch_size, "none_s": medians["none"]}
             for name, reduction in reductions.items():
-                alone = _time_reduction_alone(model, pixels, reduction, timer, repeats)
+                alone = timer(reduction_on_precomputed(tower, pixels, config.vision_feature_layer, reduction), repeats)
                 row[f"{name}_s"] = medians[name]
                 row[f"{name}_vs_none"] = medians[name] / medians["none"]
                 row[f"{name}_reduction_s"] = alone
@@ -408,11 +604,16 @@ def loop_comparison(
 
 
 def markdown_table(rows: list[Measurement]) -> str:
-    """The measurements as a markdown table, with speedups against ``none`` at the same batch size."""
+    """The measurements as a markdown table, with speedups against ``none`` at the same batch size.
+
+    With video rows the visual tokens are per video, followed by a column of tokens per frame.
+    """
+    video = any("visual_tokens_per_frame" in r.extra for r in rows)
+    tokens = "visual tokens / video | per frame" if video else "visual tokens"
     lines = [
-        "| preset | method | batch | visual tokens | seq len | vision ms | reduction ms (share) | prefill ms "
+        f"| preset | method | batch | {tokens} | seq len | vision ms | reduction ms (share) | prefill ms "
         "| prefill speedup / FLOP ratio | matmul-only speedup | TTFT ms | decode tok/s | KV cache MB | peak MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if video else ""),
     ]
     baseline = {(r.preset, r.batch_size): r for r in rows if r.method == "none"}
     for r in rows:
@@ -423,8 +624,12 @@ def markdown_table(rows: list[Measurement]) -> str:
             matmuls = f"{base.matmul_s / r.matmul_s:.2f}×"
         reduction = "—" if r.reduction_s is None else f"{1000 * r.reduction_s:.2f} ({100 * r.reduction_share:.2f}%)"
         peak = "—" if r.peak_memory_bytes is None else f"{r.peak_memory_bytes / 2**20:.0f}"
+        count = f"{r.visual_tokens:.1f}"
+        if video:
+            per_frame = r.extra.get("visual_tokens_per_frame")
+            count += " | —" if per_frame is None else f" | {per_frame:.1f}"
         lines.append(
-            f"| {r.preset} | {r.method} | {r.batch_size} | {r.visual_tokens:.1f} | {r.sequence_length} "
+            f"| {r.preset} | {r.method} | {r.batch_size} | {count} | {r.sequence_length} "
             f"| {1000 * r.vision_s:.1f} | {reduction} | {1000 * r.prefill_s:.1f} | {speed} | {matmuls} | {1000 * r.ttft_s:.1f} "
             f"| {'—' if r.decode_tokens_per_s is None else f'{r.decode_tokens_per_s:.1f}'} | {r.kv_cache_bytes / 2**20:.2f} | {peak} |"
         )
