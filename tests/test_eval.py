@@ -72,7 +72,7 @@ def samples(folder: Path) -> dict[tuple[str, int], dict]:
 
 @pytest.fixture(scope="module")
 def all_benchmarks(tiny):
-    """``scripts/eval/all.sh`` at batch size 4: every benchmark script through accelerate + lmms-eval."""
+    """``scripts/eval/all.sh`` at batch size 4: every benchmark script through lmms-eval's CLI."""
     output = tiny["root"] / "runs" / "prumerge"
     result = run_script(tiny, "all.sh", output)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]

@@ -21,7 +21,8 @@ video's ``F·N`` scores, each frame keeping its own patches above it). Images ar
 Inputs may hold the processor's placeholders (``N`` per image, ``F·(N+1)`` per video) or one
 placeholder per image / video; batches may mix images, videos and text-only rows. ``forward`` and
 ``generate`` re-lay the sequence for the reduced counts, which they report per image, per video
-and per frame. ``method="none"`` runs the stock code unchanged.
+and per frame. ``method="none"`` runs the stock code unchanged on the processor's placeholders
+(and re-lays one placeholder per item, which the stock code refuses).
 """
 
 from __future__ import annotations
@@ -266,7 +267,8 @@ class VideoLlavaPruMergeForConditionalGeneration(TokenReductionMixin, VideoLlava
             logits_to_keep=logits_to_keep,
             **kwargs,
         )
-        if self.token_reduction.method == "none" or (pixel_values is None and pixel_values_videos is None):
+        no_visuals = pixel_values is None and pixel_values_videos is None
+        if no_visuals or self._runs_stock(input_ids, pixel_values, pixel_values_videos):
             return super().forward(
                 input_ids=input_ids,
                 pixel_values=pixel_values,
@@ -327,7 +329,7 @@ class VideoLlavaPruMergeForConditionalGeneration(TokenReductionMixin, VideoLlava
         pixel_values = _images(pixel_values, pixel_values_images)
         if pixel_values is None and pixel_values_videos is None:
             return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        if self.token_reduction.method == "none":
+        if self._runs_stock(input_ids, pixel_values, pixel_values_videos):
             visuals = {"pixel_values": pixel_values, "pixel_values_videos": pixel_values_videos}
             visuals = {key: value for key, value in visuals.items() if value is not None}  # None would be encoded
             output = super().generate(input_ids=input_ids, attention_mask=attention_mask, **visuals, **kwargs)
@@ -362,6 +364,25 @@ class VideoLlavaPruMergeForConditionalGeneration(TokenReductionMixin, VideoLlava
         output.sequences = restored
         self._attach_counts(output, counts)
         return output
+
+    def _runs_stock(
+        self,
+        input_ids: torch.Tensor | None,
+        pixel_values: torch.Tensor | None,
+        pixel_values_videos: torch.Tensor | None,
+    ) -> bool:
+        """``method="none"`` with the processor's placeholders: the stock code runs, untouched.
+        (With one placeholder per image/video, ``none`` goes through the re-laying path instead.)"""
+        if self.token_reduction.method != "none":
+            return False
+        if input_ids is None:
+            return True
+        counts = self._stock_counts(pixel_values, pixel_values_videos)
+        for token_id, key in ((self.config.image_token_id, "image"), (self.config.video_token_id, "video")):
+            expected = int(counts[key].sum()) if key in counts else 0
+            if int((input_ids == token_id).sum()) != expected:
+                return False
+        return True
 
     def _stock_counts(self, pixel_values: torch.Tensor | None, pixel_values_videos: torch.Tensor | None) -> dict:
         counts = {}

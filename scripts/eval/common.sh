@@ -11,7 +11,7 @@
 #   BUDGET         exact visual tokens per image                   (adaptive)
 #   BATCH_SIZE     per-process batch size: 1 is the paper's protocol; 16 the fast mode,  (1)
 #                  whose fp16 answers can differ (scripts/eval/batch_consistency.py measures it)
-#   NUM_GPUS       data-parallel processes (accelerate launch)     (1)
+#   NUM_GPUS       data-parallel processes (accelerate launch when > 1)     (1)
 #   OUTPUT         run folder; each benchmark writes OUTPUT/<benchmark>/   (outputs/eval/<setting>;
 #                  outputs/eval/video/<setting> for the video benchmarks)
 #   LOCAL_DATA     folder of local dataset copies, one per Hub repo (eval/README.md)   (Hub)
@@ -55,8 +55,11 @@ model_args_for() {  # the --model_args of one benchmark run writing its token lo
 
 launch_lmms_eval() {  # launch_lmms_eval DIR TASKS: lmms-eval on TASKS with our model, then the success check
   local dir="$1" tasks="$2"
-  local launch=("$PYTHON" -m accelerate.commands.launch --num_processes "$NUM_GPUS" --num_machines 1 --mixed_precision no --dynamo_backend no)
-  [ "$NUM_GPUS" -gt 1 ] && launch+=(--multi_gpu)
+  local launch=("$PYTHON")  # one process: no launcher (it would only re-start Python)
+  if [ "$NUM_GPUS" -gt 1 ]; then
+    launch=("$PYTHON" -m accelerate.commands.launch --num_processes "$NUM_GPUS" --num_machines 1 --mixed_precision no
+      --dynamo_backend no --multi_gpu)
+  fi
   local since
   since="$(date +%s)"
   rm -f "$dir"/visual_tokens*.jsonl  # this run's logs only (one per process), none from an earlier run
