@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from llava_prumerge import TokenReductionConfig
+from llava_prumerge import METHODS
 from llava_prumerge.analysis.benchmark import (
     PRESETS,
     as_dicts,
@@ -46,12 +46,14 @@ from llava_prumerge.analysis.benchmark import (
     measure,
     plot,
 )
+from llava_prumerge.config import PEER_METHODS, resolve_reduction
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
-    parser.add_argument("--methods", nargs="+", default=["none", "prumerge", "prumerge_plus"])
+    parser.add_argument("--methods", nargs="+", default=["none", "prumerge", "prumerge_plus"], choices=METHODS,
+                        help="methods to time; the peers need --visual-tokens")  # fmt: skip
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
     parser.add_argument(
         "--visual-tokens",
@@ -77,6 +79,13 @@ def main() -> None:
         help="also time the reduction's overhead on the full CLIP-L/336 tower at these batch sizes "
         "(LLaVA-1.5's tower, its own random model, whatever the preset)",
     )
+    parser.add_argument(
+        "--clip-peers",
+        nargs="*",
+        default=list(PEER_METHODS),
+        choices=PEER_METHODS,
+        help="with --clip-batch-sizes: also time these peers at 64 tokens beside PruMerge (default: all five)",
+    )
     parser.add_argument("--output-dir", default="outputs/benchmark")
     parser.add_argument(
         "--record",
@@ -99,10 +108,10 @@ def main() -> None:
     model, processor = build_preset(args.preset, dtype, args.device, args.weights)
     model.set_attn_implementation(args.attn_implementation)
     rows = []
-    reductions = [
-        TokenReductionConfig(method=method, budget=args.visual_tokens if method != "none" else None)
-        for method in args.methods
-    ]
+    try:  # a budget for every reducing method; spatial gets the nearest grid, visionzip its split
+        reductions = [resolve_reduction(m, args.visual_tokens if m != "none" else None) for m in args.methods]
+    except ValueError as error:
+        parser.error(f"{error} (peers need --visual-tokens)")
     for batch_size in args.batch_sizes:
         for row in measure(model, processor, args.preset, reductions, batch_size, args.prompt_tokens,
                            args.new_tokens, args.repeats, args.device, dtype):  # fmt: skip
@@ -112,7 +121,9 @@ def main() -> None:
     loop = None
     if args.loop_batch:  # CLIP-L/336 shapes (576 patches x 1024), whatever the preset
         loop = loop_comparison(args.loop_batch, repeats=args.repeats, device=args.device)
-    overhead = clip_overhead(args.clip_batch_sizes, args.repeats, args.device, dtype) if args.clip_batch_sizes else []
+    overhead = []
+    if args.clip_batch_sizes:
+        overhead = clip_overhead(args.clip_batch_sizes, args.repeats, args.device, dtype, args.clip_peers)
 
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
@@ -150,6 +161,10 @@ def main() -> None:
             checks.append(f"CLIP-L/336 encoding, batch {row['batch_size']}: {name} takes {row[f'{name}_vs_none']:.3f}x "
                           f"the stock encoding (target <= 1.02x); the reduction alone is "
                           f"{100 * row[f'{name}_reduction_share']:.2f}% of the tower (target <= 2%)")  # fmt: skip
+        for name in args.clip_peers:
+            checks.append(f"CLIP-L/336, batch {row['batch_size']}: peer {name} at 64 tokens takes "
+                          f"{row[f'{name}_vs_none']:.3f}x the stock encoding; its reduction alone is "
+                          f"{100 * row[f'{name}_reduction_share']:.2f}% of the tower")  # fmt: skip
     if loop:
         checks.append(f"batched reduction vs the released per-token loop, batch {loop['batch_size']}, "
                       f"{loop['patches']} patches x {loop['width']}: {loop['speedup']:.1f}x faster "

@@ -171,3 +171,38 @@ def test_peers_script_end_to_end_on_tiny_benchmarks(tmp_path):
         assert f"| {label} | " in table
     assert "Δ vs none" in table and "| VisionZip | 64 |" in table  # the published reference rows
     assert "(16.0)" in table  # equal budgets: exactly 16 tokens per image for the peers
+
+
+def test_benchmark_times_each_peer_beside_prumerge(tmp_path, monkeypatch):
+    import importlib.util
+    import json
+    import sys
+
+    spec = importlib.util.spec_from_file_location("benchmark_script", ROOT / "scripts" / "benchmark.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    methods = ["none", "prumerge", *PEER_METHODS]
+    argv = ["benchmark.py", "--preset", "tiny", "--repeats", "1", "--prompt-tokens", "16", "--new-tokens", "2",
+            "--loop-batch", "0", "--batch-sizes", "2", "--methods", *methods, "--visual-tokens", "16",
+            "--output-dir", str(tmp_path)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    script.main()  # in-process: a subprocess would re-import torch
+    rows = {r["method"]: r for r in json.loads((tmp_path / "results.json").read_text())["rows"]}
+    assert set(rows) == {"none"} | {f"{m}@16" for m in methods[1:]}
+    for method in methods[1:]:
+        row = rows[f"{method}@16"]
+        assert row["visual_tokens"] == 16 and 0 < row["reduction_share"] < 1
+        assert row["sequence_length"] == 16 - 1 + 16
+    # the CLIP-L/336 overhead rows carry every peer's own cost (a narrow stand-in tower keeps this fast)
+    from llava_prumerge.analysis import benchmark
+
+    for key, value in {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+    }.items():
+        monkeypatch.setitem(benchmark.CLIP_L_336, key, value)
+    (row,) = benchmark.clip_overhead([2], repeats=1)
+    for method in PEER_METHODS:
+        assert row[f"{method}_reduction_s"] > 0 and row[f"{method}_vs_none"] > 0

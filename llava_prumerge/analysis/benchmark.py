@@ -36,11 +36,12 @@ from PIL import Image
 from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, VideoLlavaConfig
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from ..config import ATTENTION_METHODS, TokenReductionConfig
+from ..config import ATTENTION_METHODS, PEER_METHODS, TokenReductionConfig, resolve_reduction
 from ..models.llava import LlavaPruMergeForConditionalGeneration
 from ..models.video_llava import VideoLlavaPruMergeForConditionalGeneration
 from ..models.vision import encode_for_reduction
-from ..reduction import cls_attention, reduce_visual_tokens
+from ..peers import image_seeds
+from ..reduction import PRODUCER_ATTENTION_METHODS, PeerInputs, cls_attention, reduce_visual_tokens
 from ..tiny.setting import build_tiny_model, demo_images, sharpen_cls_attention, sharpen_tower_attention
 from ..tiny.video_llava import build_tiny_video_model
 from ..video import DEFAULT_NUM_FRAMES
@@ -333,7 +334,11 @@ class ImageWorkload:
     def reduction_alone(self, inputs: dict, reduction: TokenReductionConfig) -> Callable[[], object]:
         model = self.model
         return reduction_on_precomputed(
-            model.model.vision_tower, inputs["pixel_values"], model.config.vision_feature_layer, reduction
+            model.model.vision_tower,
+            inputs["pixel_values"],
+            model.config.vision_feature_layer,
+            reduction,
+            projector=model.model.multi_modal_projector,
         )
 
 
@@ -371,6 +376,7 @@ class VideoWorkload:
             self.model.config.vision_feature_layer,
             reduction,
             frames_per_video=videos.shape[1],
+            projector=self.model.model.multi_modal_projector,
         )
 
 
@@ -398,17 +404,40 @@ def reduction_on_precomputed(
     layer: int,
     reduction: TokenReductionConfig,
     frames_per_video: int = 1,
+    projector: torch.nn.Module | None = None,
 ) -> Callable[[], object]:
     """A callable running only the reduction, on ``tower``'s features and the consuming block's q/k
     of ``pixel_values [I, 3, H, W]``, computed once here (``frames_per_video``: as in
-    :func:`~llava_prumerge.models.vision.reduce_encoded`)."""
+    :func:`~llava_prumerge.models.vision.reduce_encoded`).
+
+    A peer gets what it reads, precomputed too (the producing block's q/k, the CLS, the per-image
+    seeds), so its time is its own work: for ``divprune`` the selection on projected features
+    projected beforehand (it projects all ``N`` tokens, the others only the kept ones; the vision
+    column includes that difference).
+    """
+    method = reduction.method
+    producer = {} if method in PRODUCER_ATTENTION_METHODS else None
     hidden, queries, keys = encode_for_reduction(
-        tower, pixel_values, layer, with_qk=reduction.method in ATTENTION_METHODS
+        tower, pixel_values, layer, with_qk=method in ATTENTION_METHODS, producer=producer
     )
     features, vision = hidden[:, 1:], tower.config
     side = vision.image_size // vision.patch_size
+    peer = None
+    if method in PEER_METHODS:
+        if method == "divprune":
+            if projector is None:
+                raise ValueError("divprune's reduction needs the projector")
+            projected = projector(features)
+            features, projector = projected, torch.nn.Identity()  # its selection alone, on projected tokens
+        peer = PeerInputs(
+            cls=hidden[:, 0],
+            producer_queries=(producer or {}).get("queries"),
+            producer_keys=(producer or {}).get("keys"),
+            projector=projector,
+            seeds=image_seeds(pixel_values, reduction.seed) if method == "random" else None,
+        )
     return lambda: reduce_visual_tokens(
-        features, queries, keys, reduction, vision.num_attention_heads, (side, side), frames_per_video
+        features, queries, keys, reduction, vision.num_attention_heads, (side, side), frames_per_video, peer
     )
 
 
@@ -527,13 +556,21 @@ def _row(model, preset, reduction, batch_size, encoded: Encoded, dtype, new_toke
     )
 
 
-def clip_overhead(batch_sizes: list[int], repeats: int = 3, device: str = "cpu", dtype=torch.float32) -> list[dict]:
+def clip_overhead(
+    batch_sizes: list[int],
+    repeats: int = 3,
+    device: str = "cpu",
+    dtype=torch.float32,
+    peers: tuple[str, ...] | list[str] = PEER_METHODS,
+    peer_budget: int = 64,
+) -> list[dict]:
     """The reduction's cost on the CLIP-ViT-L/14-336 tower (random weights, peaked CLS attention).
 
     Per batch size, interleaved after a warm-up: the stock LLaVA-1.5 encoding (whole tower,
     ``hidden_states[-2]``), this package's encoding with PruMerge (budget 32) and PruMerge+ (budget
-    144), and the reduction alone on precomputed tensors. The projector is not timed (it would favour
-    the reduced methods, which project fewer tokens).
+    144) and each of ``peers`` at ``peer_budget`` (their own cost beside PruMerge's), and the reduction
+    alone on precomputed tensors. The projector is not timed (it would favour the reduced methods,
+    which project fewer tokens), except inside ``divprune``, which selects after it.
     """
     text = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
                        num_key_value_heads=4, vocab_size=128)  # fmt: skip
@@ -546,7 +583,7 @@ def clip_overhead(batch_sizes: list[int], repeats: int = 3, device: str = "cpu",
     reductions = {
         "prumerge": TokenReductionConfig(method="prumerge", budget=32),
         "prumerge_plus": TokenReductionConfig(method="prumerge_plus", budget=144),
-    }
+    } | {peer: resolve_reduction(peer, peer_budget) for peer in peers}
     timer = make_timer(device)
     results = []
     with torch.inference_mode():
@@ -570,7 +607,9 @@ def clip_overhead(batch_sizes: list[int], repeats: int = 3, device: str = "cpu",
             medians = {name: statistics.median(values) for name, values in rounds.items()}
             row = {"batch_size": batch_size, "none_s": medians["none"]}
             for name, reduction in reductions.items():
-                alone = timer(reduction_on_precomputed(tower, pixels, config.vision_feature_layer, reduction), repeats)
+                projector = model.model.multi_modal_projector
+                alone = reduction_on_precomputed(tower, pixels, config.vision_feature_layer, reduction, 1, projector)
+                alone = timer(alone, repeats)
                 row[f"{name}_s"] = medians[name]
                 row[f"{name}_vs_none"] = medians[name] / medians["none"]
                 row[f"{name}_reduction_s"] = alone
