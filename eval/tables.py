@@ -27,55 +27,40 @@ from llava_prumerge.evaluation.video_results import load_video_run, video_markdo
 BENCHMARKS_BY_TITLE = {b.title: name for name, b in BENCHMARKS.items()}
 
 
-def _table(args) -> None:
+def _runs(specs: list[str], loader) -> list:
+    """``FOLDER`` or ``LABEL=FOLDER`` arguments, each loaded with ``loader(folder, label)``."""
     runs = []
-    for spec in args.runs:
+    for spec in specs:
         label, _, folder = spec.rpartition("=") if "=" in spec else (None, "", spec)
-        runs.append(load_run(folder, label or None))
-    titles, rows = build_table(runs, args.baseline)
-    markdown = to_markdown(titles, rows, args.baseline)
+        runs.append(loader(folder, label or None))
+    return runs
+
+
+def _write(markdown: str, rows: list[dict], args) -> None:
+    """Print the table; write it to ``--markdown`` and the long-form rows to ``--csv`` when given."""
     print(markdown)
-    if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(markdown)
-    if args.csv:
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.csv).write_text(to_csv(rows))
+    for path, text in ((args.markdown, markdown), (args.csv, to_csv(rows) if args.csv else "")):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+
+
+def _table(args) -> None:
+    titles, rows = build_table(_runs(args.runs, load_run), args.baseline)
+    _write(to_markdown(titles, rows, args.baseline), rows, args)
     if args.wandb_project:
         log_to_wandb(rows, args.wandb_project, args.wandb_name, args.wandb_dir)
 
 
 def _peers(args) -> None:
-    runs = []
-    for spec in args.runs:
-        label, _, folder = spec.rpartition("=") if "=" in spec else (None, "", spec)
-        runs.append(load_run(folder, label or None))
-    titles, rows = build_table(runs, args.baseline)
-    markdown = (
-        to_markdown(titles, rows, args.baseline) + "\n" + reference_markdown([BENCHMARKS_BY_TITLE[t] for t in titles])
-    )
-    print(markdown)
-    if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(markdown)
-    if args.csv:
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.csv).write_text(to_csv(rows))
+    titles, rows = build_table(_runs(args.runs, load_run), args.baseline)
+    published = reference_markdown([BENCHMARKS_BY_TITLE[t] for t in titles])
+    _write(to_markdown(titles, rows, args.baseline) + "\n" + published, rows, args)
 
 
 def _video(args) -> None:
-    runs = []
-    for spec in args.runs:
-        label, _, folder = spec.rpartition("=") if "=" in spec else (None, "", spec)
-        runs.append(load_video_run(folder, label or None))
-    markdown = video_markdown(runs)
-    print(markdown)
-    if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(markdown)
-    if args.csv:
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.csv).write_text(to_csv(video_rows(runs)))
+    runs = _runs(args.runs, load_video_run)
+    _write(video_markdown(runs), video_rows(runs), args)
 
 
 def _check(args) -> None:

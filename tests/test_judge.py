@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import json
 import logging
@@ -102,15 +103,24 @@ def completion(content: str) -> dict:
     }
 
 
-@pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
+@contextlib.contextmanager
+def running_server():
+    """A :class:`ChatServer` serving on a thread for the duration of the block."""
     chat = ChatServer()
     thread = threading.Thread(target=chat.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    yield chat
-    chat.httpd.shutdown()
-    chat.httpd.server_close()
+    try:
+        yield chat
+    finally:
+        chat.httpd.shutdown()
+        chat.httpd.server_close()
+
+
+@pytest.fixture
+def server(monkeypatch):
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with running_server() as chat:
+        yield chat
     assert not chat.problems
 
 

@@ -6,12 +6,11 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 import torch
-from test_judge import KEY, ChatServer, expected_review
+from test_judge import KEY, expected_review, running_server
 
 from llava_prumerge.evaluation.judge import SUMMARY_FILE
 from llava_prumerge.evaluation.video_results import load_video_run, video_markdown
@@ -38,12 +37,8 @@ def tiny_video(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def judge_server():
-    chat = ChatServer()
-    thread = threading.Thread(target=chat.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield chat
-    chat.httpd.shutdown()
-    chat.httpd.server_close()
+    with running_server() as chat:
+        yield chat
 
 
 @pytest.fixture(scope="module")

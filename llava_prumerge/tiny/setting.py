@@ -72,19 +72,22 @@ def build_tiny_processor(tokenizer: PreTrainedTokenizerFast | None = None) -> Ll
     )
 
 
-def tiny_llava_config(tokenizer: PreTrainedTokenizerFast | None = None, **text_overrides) -> LlavaConfig:
-    """LLaVA-1.5's layout at toy size: CLIP (3 blocks, width 32) + Llama (2 layers, width 32)."""
-    tokenizer = tokenizer or build_tiny_tokenizer()
-    vision = CLIPVisionConfig(
+def tiny_vision_config(image_size: int = TINY_IMAGE_SIZE, patch_size: int = TINY_PATCH_SIZE) -> CLIPVisionConfig:
+    """The tiny CLIP tower: CLS + a patch grid, 3 blocks of width 32 (4 heads)."""
+    return CLIPVisionConfig(
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=3,
         num_attention_heads=4,
-        image_size=TINY_IMAGE_SIZE,
-        patch_size=TINY_PATCH_SIZE,
+        image_size=image_size,
+        patch_size=patch_size,
         projection_dim=32,
     )
-    text = LlamaConfig(
+
+
+def tiny_text_config(tokenizer: PreTrainedTokenizerFast, **overrides) -> LlamaConfig:
+    """The tiny Llama: 2 layers of width 32 over ``tokenizer``'s vocabulary."""
+    values = dict(
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
@@ -98,8 +101,14 @@ def tiny_llava_config(tokenizer: PreTrainedTokenizerFast | None = None, **text_o
         # Wider than the usual 0.02 so that the frozen random lm_head can express a peaked
         # distribution: LoRA finetuning of the tiny model then visibly lowers the loss.
         initializer_range=0.25,
-        **text_overrides,
     )
+    return LlamaConfig(**(values | overrides))
+
+
+def tiny_llava_config(tokenizer: PreTrainedTokenizerFast | None = None, **text_overrides) -> LlavaConfig:
+    """LLaVA-1.5's layout at toy size: CLIP (3 blocks, width 32) + Llama (2 layers, width 32)."""
+    tokenizer = tokenizer or build_tiny_tokenizer()
+    vision, text = tiny_vision_config(), tiny_text_config(tokenizer, **text_overrides)
     return LlavaConfig(
         vision_config=vision.to_dict(),
         text_config=text.to_dict(),

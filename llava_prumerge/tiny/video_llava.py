@@ -12,8 +12,6 @@ from pathlib import Path
 
 import torch
 from transformers import (
-    CLIPVisionConfig,
-    LlamaConfig,
     PreTrainedTokenizerFast,
     VideoLlavaConfig,
     VideoLlavaImageProcessor,
@@ -24,7 +22,14 @@ from transformers import (
 from ..config import TokenReductionConfig
 from ..conversation import IMAGE_TOKEN, VIDEO_TOKEN
 from ..models.video_llava import VideoLlavaPruMergeForConditionalGeneration
-from .setting import TINY_IMAGE_SIZE, TINY_PATCH_SIZE, build_tiny_tokenizer, sharpen_tower_attention
+from .setting import (
+    TINY_IMAGE_SIZE,
+    TINY_PATCH_SIZE,
+    build_tiny_tokenizer,
+    sharpen_tower_attention,
+    tiny_text_config,
+    tiny_vision_config,
+)
 
 TINY_VIDEO_FRAMES = 8
 """Frames per video, as Video-LLaVA (8 sampled by ``np.linspace``, :func:`llava_prumerge.video.frame_indices`)."""
@@ -57,28 +62,8 @@ def build_tiny_video_processor(tokenizer: PreTrainedTokenizerFast | None = None)
 def tiny_video_llava_config(tokenizer: PreTrainedTokenizerFast | None = None) -> VideoLlavaConfig:
     """Video-LLaVA's layout at toy size: CLIP (3 blocks, width 32) ×2 + Llama (2 layers, width 32)."""
     tokenizer = tokenizer or build_tiny_video_tokenizer()
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        image_size=TINY_IMAGE_SIZE,
-        patch_size=TINY_PATCH_SIZE,
-        projection_dim=32,
-    )
-    text = LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        vocab_size=len(tokenizer),
-        max_position_embeddings=4096,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        initializer_range=0.25,
-    )
+    vision = tiny_vision_config()
+    text = tiny_text_config(tokenizer, max_position_embeddings=4096)  # 8 frames x 145 tokens + the prompt
     patches = (TINY_IMAGE_SIZE // TINY_PATCH_SIZE) ** 2
     return VideoLlavaConfig(
         vision_config=vision.to_dict(),
