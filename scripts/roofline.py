@@ -1,4 +1,4 @@
-"""Roofline prefill cost of LLaVA-1.5's (or Video-LLaVA-7B's) LLM with and without PruMerge (paper Table 2).
+"""Roofline prefill cost of LLaVA-1.5's (or Video-LLaVA-7B's, LLaVA-NeXT's) LLM with and without PruMerge (paper Table 2).
 
     python scripts/roofline.py                                        # the paper's case on V100
     python scripts/roofline.py --visual-tokens 660 30 --prompt-tokens 40   # the lengths Table 2 used
@@ -7,12 +7,14 @@
     python scripts/roofline.py --config path/to/llava-1.5-7b-hf      # the LLM of any checkpoint's config.json
     python scripts/roofline.py --preset video-llava-7b                # Video-LLaVA-7B (Sec. 4.3): 8 x 257 vs 8 x 33
     python scripts/roofline.py --preset video-llava-7b --no-cls --kept-per-frame 32 64   # the paper's 2048 -> 256 / 512
+    python scripts/roofline.py --preset llava-next-7b                 # LLaVA-1.6, 672x672: 576+48x48+48 = 2928 vs 5 x 32
+    python scripts/roofline.py --preset llava-next-13b --image-size 480 640 --kept-per-crop 32 144 --no-newline
 
 Computed from the Vicuna-7B/13B shapes alone with LLM-Viewer's roofline method
 (llava_prumerge/analysis/roofline.py; docs/roofline.md explains every number that differs from Table 2).
 On V100, at batch 1 with a 40-token prompt and the counts 576 40 (stated) or 660 30 (what Table 2's
 numbers correspond to), each cell also shows the paper's number and ours / paper. Table 2 has no
-Video-LLaVA rows: there the reduced rows' cells show ours / unreduced instead.
+Video-LLaVA or LLaVA-NeXT rows: there the reduced rows' cells show ours / unreduced instead.
 """
 
 import argparse
@@ -23,8 +25,10 @@ from llava_prumerge.analysis.roofline import (
     HARDWARE,
     PRECISIONS,
     PRESETS,
+    PRUMERGE_KEPT_PER_CROP,
     PRUMERGE_VIDEO_FRACTION,
     VICUNA,
+    AnyResTokens,
     LlamaShape,
     Preset,
     Table2Row,
@@ -45,9 +49,10 @@ def format_table(rows: list[Table2Row], relative: bool = False) -> str:
 
     With ``relative``, a reduced row without the paper's numbers shows ``ours (ours / unreduced)``,
     the unreduced row being the first of its backbone and quantisation. Video rows get a column with
-    frames × tokens per frame and the fraction of the unreduced visual tokens kept.
+    frames × tokens per frame and the fraction of the unreduced visual tokens kept; LLaVA-NeXT rows
+    the same column with their layout (base + grid + newlines, or views × kept per view).
     """
-    video = any(row.frames for row in rows)
+    video = any(row.frames or row.visual_layout for row in rows)
     header = ["Method", "LLM Backbone", "Quantization", "Tokens"]
     header += ["Visual Tokens (kept)"] if video else []
     header += [*(name for name, _ in COLUMNS), "Footprint (GB)"]
@@ -58,7 +63,7 @@ def format_table(rows: list[Table2Row], relative: bool = False) -> str:
         cells = [row.method, row.backbone, row.quantization, f"{row.visual_tokens}+{row.prompt_tokens}"]
         if video:
             per_frame = f"{row.frames}×{row.visual_tokens / row.frames:g}" if row.frames else f"{row.visual_tokens}"
-            cells.append(f"{per_frame} ({row.visual_fraction:.1%})")
+            cells.append(f"{row.visual_layout or per_frame} ({row.visual_fraction:.1%})")
         for _, field in COLUMNS:
             ours = getattr(row, field)
             cell = f"{ours:.3g}"
@@ -82,8 +87,10 @@ def main() -> None:
         "--preset",
         default="llava-1.5",
         choices=list(PRESETS),
-        help="the model: llava-1.5 (Table 2; Vicuna-7B/13B, 576 vs 40 visual tokens) or video-llava-7b "
-        "(Sec. 4.3; Vicuna-7B, 8 frames x (256 patches + CLS) = 2056 vs 8 x (32 + 1) = 264)",
+        help="the model: llava-1.5 (Table 2; Vicuna-7B/13B, 576 vs 40 visual tokens), video-llava-7b "
+        "(Sec. 4.3; Vicuna-7B, 8 frames x (256 patches + CLS) = 2056 vs 8 x (32 + 1) = 264) or "
+        "llava-next-7b / llava-next-13b (LLaVA-1.6 AnyRes; Vicuna-7B / 13B, a 672x672 image: "
+        "576 + 48x48 + 48 newlines = 2928 vs (1 + 4 crops) x 32 = 160)",
     )
     parser.add_argument(
         "--visual-tokens",
@@ -91,7 +98,7 @@ def main() -> None:
         nargs="+",
         metavar="N",
         help="visual-token counts: the first without reduction (576 for a 336x336 image), the rest with PruMerge; "
-        "default: the preset's (for video-llava-7b, computed from the video options below)",
+        "default: the preset's (for video-llava-7b and llava-next-*, computed from the video or image options below)",
     )
     parser.add_argument("--prompt-tokens", type=int, default=40, help="text tokens added to every visual count")
     parser.add_argument(
@@ -118,7 +125,37 @@ def main() -> None:
         nargs="+",
         metavar="K",
         help="patch tokens kept per frame by the reduction, one reduced row each; a frame feeds K (+ its CLS) "
-        f"(default 32: PruMerge's {PRUMERGE_VIDEO_FRACTION:.1%} of 256, Sec. 4.3)",
+        f"(default 32: PruMerge's {PRUMERGE_VIDEO_FRACTION:.1%}% of 256, Sec. 4.3)",
+    )
+    image_options = parser.add_argument_group("image (--preset llava-next-7b / llava-next-13b only)")
+    image_options.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="image height and width in pixels; the count follows transformers' LLaVA-NeXT (default 672 672, "
+        "the worst case: 576 + 48x48 + 48 = 2928)",
+    )
+    image_options.add_argument(
+        "--grid-pinpoints",
+        type=int,
+        nargs="+",
+        metavar="H W",
+        help="image_grid_pinpoints as height-width pairs, multiples of 336 (default llava-v1.6's: "
+        "336 672 672 336 672 672 1008 336 336 1008)",
+    )
+    image_options.add_argument(
+        "--no-newline",
+        action="store_true",
+        help="leave out the image_newline token ending each grid row (the papers' 2880 = 5 x 576 for 672x672)",
+    )
+    image_options.add_argument(
+        "--kept-per-crop",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="tokens kept per view (the base view and each crop) by the reduction, one reduced row each: "
+        f"(1 + crops) x K, no newlines (default {PRUMERGE_KEPT_PER_CROP}: PruMerge's 5.5%% of 576)",
     )
     parser.add_argument(
         "--quantization",
@@ -168,6 +205,17 @@ def main() -> None:
             f"{preset.model} ({preset.checkpoint}): {video.frames} frames × {per_frame} = {video.count()} visual "
             f"tokens; reduced: {video.frames} × {kept}. Table 2 has no video rows; reduced cells: ours (ours / unreduced)."
         )
+    if preset.anyres:
+        image = preset.anyres
+        (grid_rows, grid_cols), (down, across) = image.feature_grid, image.crop_grid
+        newlines = f" + {grid_rows} newlines" if image.newline else ""
+        print(
+            f"{preset.model} ({preset.checkpoint}): a {image.height}×{image.width} image = base view "
+            f"{image.tokens_per_view} + {image.crops} crops ({down}×{across} of {image.crop_size} px, "
+            f"{'×'.join(map(str, image.best_resolution))}) unpadded to {grid_rows}×{grid_cols}{newlines} "
+            f"= {image.count()} visual tokens; reduced: (1 + {image.crops}) × kept per view. "
+            "Table 2 has no LLaVA-NeXT rows; reduced cells: ours (ours / unreduced)."
+        )
     print(format_table(rows, relative=not preset.compares_to_table_2))
     print(
         "Total Memory = bytes read + written (LLM-Viewer's memory access, Table 2's column); "
@@ -176,25 +224,46 @@ def main() -> None:
 
 
 def build_preset(args: argparse.Namespace) -> Preset:
-    """The chosen preset, its video token counts rebuilt from the video options (which need a video preset)."""
+    """The chosen preset, its token counts rebuilt from the video or image options (which need a matching preset)."""
     preset = PRESETS[args.preset]
+    if args.visual_tokens and (args.kept_per_frame or args.kept_per_crop):
+        raise ValueError("--visual-tokens gives the counts directly; leave out --kept-per-frame / --kept-per-crop")
     video_options = (args.frames, args.patches_per_frame, args.kept_per_frame)
-    if preset.video is None:
-        if any(option is not None for option in video_options) or args.no_cls:
-            raise ValueError(
-                f"the video options (--frames ... --kept-per-frame) need a video preset, not {args.preset}"
-            )
-        return preset
-    video = VideoTokens(
-        frames=preset.video.frames if args.frames is None else args.frames,
-        patches_per_frame=preset.video.patches_per_frame if args.patches_per_frame is None else args.patches_per_frame,
-        keep_cls=not args.no_cls,
-    )
-    if args.visual_tokens and args.kept_per_frame:
-        raise ValueError("--visual-tokens gives the counts directly; leave out --kept-per-frame")
-    kept = args.kept_per_frame or [video.kept_per_frame(PRUMERGE_VIDEO_FRACTION)]
-    visual_tokens = (video.count(), *(video.count(k) for k in kept))
-    return dataclasses.replace(preset, video=video, visual_tokens=visual_tokens)
+    if preset.video is None and (any(option is not None for option in video_options) or args.no_cls):
+        raise ValueError(f"the video options (--frames ... --kept-per-frame) need a video preset, not {args.preset}")
+    image_options = (args.image_size, args.grid_pinpoints, args.kept_per_crop)
+    if preset.anyres is None and (any(option is not None for option in image_options) or args.no_newline):
+        raise ValueError(
+            f"the image options (--image-size ... --kept-per-crop) need a llava-next preset, not {args.preset}"
+        )
+    if preset.video:
+        video = VideoTokens(
+            frames=preset.video.frames if args.frames is None else args.frames,
+            patches_per_frame=preset.video.patches_per_frame
+            if args.patches_per_frame is None
+            else args.patches_per_frame,
+            keep_cls=not args.no_cls,
+        )
+        kept = args.kept_per_frame or [video.kept_per_frame(PRUMERGE_VIDEO_FRACTION)]
+        visual_tokens = (video.count(), *(video.count(k) for k in kept))
+        return dataclasses.replace(preset, video=video, visual_tokens=visual_tokens)
+    if preset.anyres:
+        pinpoints = args.grid_pinpoints
+        if pinpoints is not None and len(pinpoints) % 2:
+            raise ValueError(f"--grid-pinpoints takes height-width pairs, got {len(pinpoints)} numbers")
+        height, width = args.image_size or (preset.anyres.height, preset.anyres.width)
+        image = AnyResTokens(
+            height=height,
+            width=width,
+            pinpoints=preset.anyres.pinpoints if pinpoints is None else tuple(zip(pinpoints[::2], pinpoints[1::2])),
+            crop_size=preset.anyres.crop_size,
+            patch_size=preset.anyres.patch_size,
+            newline=not args.no_newline,
+        )
+        kept = args.kept_per_crop or [PRUMERGE_KEPT_PER_CROP]
+        visual_tokens = (image.count(), *(image.count(k) for k in kept))
+        return dataclasses.replace(preset, anyres=image, visual_tokens=visual_tokens)
+    return preset
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Roofline arithmetic (paper Sec. 4.2, Table 2): hand-checked small cases and the paper's table.
 
-Also the Video-LLaVA-7B preset (Sec. 4.3): its token counts and its LLM's cost.
+Also the Video-LLaVA-7B preset (Sec. 4.3) and the LLaVA-NeXT presets: their token counts (LLaVA-NeXT's
+against transformers' own) and their LLMs' cost.
 """
 
 import dataclasses
@@ -14,11 +15,13 @@ import pytest
 
 from llava_prumerge.analysis.roofline import (
     HARDWARE,
+    LLAVA_NEXT,
     PAPER_TABLE_2,
     PRECISIONS,
     PRESETS,
     VICUNA,
     VIDEO_LLAVA,
+    AnyResTokens,
     Hardware,
     LlamaShape,
     VideoTokens,
@@ -278,3 +281,139 @@ def test_cli_video_llava_preset(capsys, monkeypatch):
         with pytest.raises(SystemExit) as exit_info:
             cli.main()
         assert exit_info.value.code == 2
+
+
+# (height, width): the worst case, a square at 336 px (2 crops, half unpadded), landscape and portrait
+# photos, panoramas both ways (3 crops, mostly unpadded), tiny and huge images
+IMAGE_SIZES = ((672, 672), (336, 336), (480, 640), (640, 480), (1080, 1920), (100, 1000), (1000, 300), (7, 5), (4000, 3000))  # fmt: skip
+
+
+def llava_next_processor():
+    """transformers' LlavaNextProcessor configured as llava-hf/llava-v1.6-vicuna-7b-hf's, with a two-word tokenizer."""
+    from tokenizers import Tokenizer, models
+    from transformers import LlavaNextImageProcessor, LlavaNextProcessor, PreTrainedTokenizerFast
+
+    vocabulary = Tokenizer(models.WordLevel({"<unk>": 0, "<image>": 1}, unk_token="<unk>"))
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=vocabulary, unk_token="<unk>", additional_special_tokens=["<image>"]
+    )
+    images = LlavaNextImageProcessor(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})
+    assert images.image_grid_pinpoints == [list(pinpoint) for pinpoint in LLAVA_NEXT.pinpoints]
+    return LlavaNextProcessor(
+        images, tokenizer, patch_size=14, vision_feature_select_strategy="default", num_additional_image_tokens=1
+    )
+
+
+def test_llava_next_token_counts_are_transformers():
+    """Our count = the ``<image>`` placeholders LlavaNextProcessor writes = the lengths pack_image_features returns."""
+    import numpy as np
+    import torch
+    from transformers import LlavaNextConfig
+    from transformers.models.llava_next.modeling_llava_next import (
+        LlavaNextModel,
+        get_anyres_image_grid_shape,
+        image_size_to_num_patches,
+    )
+
+    processor = llava_next_processor()
+    config = LlavaNextConfig()  # llava-v1.6's pinpoints, CLIP ViT-L/14 at 336 px, "default" features
+    model = type("Model", (), {"config": config})()  # pack_image_features reads nothing else
+    for height, width in IMAGE_SIZES:
+        image = AnyResTokens(height, width)
+        inputs = processor(images=np.zeros((height, width, 3), np.uint8), text="<image>", return_tensors="np")
+        placeholders = int((inputs["input_ids"] == processor.image_token_id).sum())
+        assert image.count() == placeholders, (height, width)
+        assert 1 + image.crops == inputs["pixel_values"].shape[1] == image_size_to_num_patches((height, width), config.image_grid_pinpoints, 336)  # fmt: skip
+        assert image.crop_grid == get_anyres_image_grid_shape((height, width), config.image_grid_pinpoints, 336)
+        features = [torch.zeros(1 + image.crops, 576, 1)]
+        sizes = torch.tensor([[height, width]])
+        for newline in (torch.zeros(1), None):  # with and without the image_newline tokens
+            _, lengths = LlavaNextModel.pack_image_features(model, features, sizes, "default", newline)
+            assert AnyResTokens(height, width, newline=newline is not None).count() == lengths.item(), (height, width)
+    first_four = [AnyResTokens(*size).count() for size in IMAGE_SIZES[:4]]
+    assert first_four == [2928, 1176, 2340, 2352]  # portrait 640 × 480: 48 rows, so 48 newlines
+
+
+def test_llava_next_presets_and_reduced_counts():
+    """672 × 672: 576 + 48×48 + 48 newlines = 2928 (the papers' 2880 = 5 × 576 without them); reduced (1 + crops) × k."""
+    assert (LLAVA_NEXT.height, LLAVA_NEXT.width, LLAVA_NEXT.crops, LLAVA_NEXT.feature_grid) == (672, 672, 4, (48, 48))
+    assert LLAVA_NEXT.count() == 576 + 48 * 48 + 48 == 2928 and LLAVA_NEXT.tokens_per_view == 576
+    no_newline = AnyResTokens(newline=False)
+    assert no_newline.count() == 5 * 576 == 2880 == no_newline.count(576)
+    assert LLAVA_NEXT.count(32) == 5 * 32 == 160 and LLAVA_NEXT.count(0) == 0  # no newlines once reduced
+    # the crops count before unpadding: a 336-px square is 2 crops (336 × 672), half of it padding
+    square = AnyResTokens(336, 336)
+    assert (square.best_resolution, square.feature_grid, square.count(), square.count(32)) == ((336, 672), (24, 24), 1176, 96)  # fmt: skip
+    panorama = AnyResTokens(100, 1000)  # 1 × 3 crops, 8 of their 24 rows left
+    assert (panorama.crop_grid, panorama.feature_grid, panorama.count(), panorama.count(10)) == ((1, 3), (8, 72), 1160, 40)  # fmt: skip
+    assert (LLAVA_NEXT.layout(2928), LLAVA_NEXT.layout(160), LLAVA_NEXT.layout(161)) == ("576+48×48+48", "5×32", "161")
+    # other pinpoints: a single 336 × 672 resolution splits every image into two crops
+    wide = AnyResTokens(300, 600, pinpoints=[[336, 672]])
+    assert wide.pinpoints == ((336, 672),) and (wide.crops, wide.count()) == (2, 576 + 24 * 48 + 24)
+    for preset, size in (("llava-next-7b", "7B"), ("llava-next-13b", "13B")):
+        preset = PRESETS[preset]
+        assert preset.visual_tokens == (2928, 160) and preset.backbones == (size,) and not preset.compares_to_table_2
+        assert preset.checkpoint == f"llava-hf/llava-v1.6-vicuna-{size.lower()}-hf" and preset.anyres == LLAVA_NEXT
+    with pytest.raises(ValueError, match="kept per crop"):
+        LLAVA_NEXT.count(577)
+    with pytest.raises(ValueError, match="image size"):
+        AnyResTokens(0, 672)
+    with pytest.raises(ValueError, match="multiples of 336"):
+        AnyResTokens(pinpoints=((336, 500),))
+
+
+def test_llava_next_costs_its_llm_at_its_length_and_never_gets_table_2():
+    for name, size in (("llava-next-7b", "7B"), ("llava-next-13b", "13B")):
+        rows = table_2(preset=name, quantizations=("FP16", "INT4"))
+        assert [(r.method, r.visual_tokens, r.visual_layout) for r in rows[:2]] == [
+            ("LLaVA-NeXT", 2928, "576+48×48+48"),
+            ("LLaVA-NeXT w/ PruMerge", 160, "5×32"),
+        ]
+        assert rows[1].visual_fraction == pytest.approx(160 / 2928) and all(r.frames is None for r in rows)
+        # same LLM shapes: the LLaVA-1.5 case with the same number of tokens costs exactly the same
+        image = table_2(visual_tokens=(2928, 160), backbones=(size,), quantizations=("FP16", "INT4"))
+        ignored = {"method": None, "visual_layout": None}
+        assert [dataclasses.replace(r, **ignored) for r in rows] == [dataclasses.replace(r, **ignored) for r in image]
+        ops = prefill_cost(VICUNA[size], 2928 + 40, HARDWARE["V100"], FP16).ops
+        assert rows[0].flops_tb * 1e12 == ops == image[0].flops_tb * 1e12
+    # Table 2's numbers belong to LLaVA-1.5 only, even at the counts and hardware they were computed for
+    assert all(row.paper is None for row in table_2("V100", visual_tokens=(576, 40), preset="llava-next-7b"))
+    assert all(row.paper is None for row in table_2("V100", visual_tokens=(660, 30), preset="llava-next-13b"))
+
+
+def test_cli_llava_next_presets(capsys, monkeypatch):
+    command = [sys.executable, str(SCRIPT), "--preset", "llava-next-7b", "--quantization", "FP16"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "unpadded to 48×48 + 48 newlines = 2928 visual tokens" in out and "(9.3" not in out
+    assert "| LLaVA-NeXT | Vicuna-7B | FP16 | 2928+40 | 576+48×48+48 (100.0%) | 43.1 |" in out
+    assert "| LLaVA-NeXT w/ PruMerge | Vicuna-7B | FP16 | 160+40 | 5×32 (5.5%) | 2.61 (0.06) |" in out
+
+    cli = load_cli()
+    argv = ["--preset", "llava-next-13b", "--image-size", "480", "640", "--kept-per-crop", "32", "144", "--json"]
+    monkeypatch.setattr(sys, "argv", ["roofline.py", *argv])
+    cli.main()
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["visual_tokens"], r["visual_layout"]) for r in rows[:3]] == [
+        (576 + 36 * 48 + 36, "576+36×48+36"),
+        (160, "5×32"),
+        (720, "5×144"),
+    ]
+    assert all(r["paper"] is None and r["backbone"] == "Vicuna-13B" for r in rows)
+    monkeypatch.setattr(sys, "argv", ["roofline.py", "--preset", "llava-next-7b", "--no-newline", "--json"])
+    cli.main()
+    assert [r["visual_tokens"] for r in json.loads(capsys.readouterr().out)[:2]] == [2880, 160]
+    wrong = (  # image options need a llava-next preset; counts per crop or totals; pairs; k ≤ 576
+        ["--image-size", "672", "672"],
+        ["--preset", "video-llava-7b", "--kept-per-crop", "32"],
+        ["--preset", "llava-next-7b", "--visual-tokens", "2928", "300", "--kept-per-crop", "32"],
+        ["--preset", "llava-next-7b", "--grid-pinpoints", "336", "672", "672"],
+        ["--preset", "llava-next-7b", "--kept-per-crop", "577"],
+        ["--preset", "llava-next-7b", "--no-cls"],
+    )
+    for args in wrong:
+        monkeypatch.setattr(sys, "argv", ["roofline.py", *args])
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main()
+        assert exit_info.value.code == 2, args

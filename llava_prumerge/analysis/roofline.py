@@ -25,7 +25,9 @@ is 4-bit weights, activations and KV cache. We also report the resident footprin
 cache + the activations of one block), which is what a reader usually means by "total memory".
 
 The same rows are computed for Video-LLaVA-7B (paper Sec. 4.3, Table 3), whose LLM has Vicuna-7B's
-shapes and whose visual tokens are frames × (patches + CLS); Table 2 has no such rows (``PRESETS``).
+shapes and whose visual tokens are frames × (patches + CLS), and for LLaVA-NeXT (LLaVA-1.6,
+Vicuna-7B/13B), whose AnyRes visual tokens depend on the image size (``AnyResTokens``); Table 2 has
+no such rows (``PRESETS``).
 """
 
 from __future__ import annotations
@@ -366,6 +368,117 @@ VIDEO_LLAVA = VideoTokens()
 PRUMERGE_VIDEO_FRACTION = 0.125  # PruMerge keeps 12.5% of Video-LLaVA's tokens on average (paper Sec. 4.3)
 
 
+# llava-v1.6's image_grid_pinpoints, (height, width) pairs: LlavaNextConfig's and the checkpoints' default.
+LLAVA_NEXT_PINPOINTS = ((336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008))
+
+
+@dataclass(frozen=True)
+class AnyResTokens:
+    """The visual tokens LLaVA-NeXT (LLaVA-1.6, AnyRes) feeds its LLM for one ``height × width`` image.
+
+    The image is encoded as a base view resized to ``crop_size`` plus the ``crop_size`` crops of the
+    pinpoint resolution that fits it best (``select_best_resolution``: 2 to 4 crops with llava-v1.6's
+    pinpoints); each view is a 24 × 24 grid of CLIP ViT-L/14 at 336 px, the CLS dropped (the
+    "default" feature strategy), 576 tokens. The crops' grids are joined into one, cut back to the
+    image's aspect ratio (``unpad_image``) and, with ``newline``, given the learned ``image_newline``
+    after each of its rows: ``576 + rows × cols + rows`` tokens, which is transformers' count (the
+    ``<image>`` placeholders ``LlavaNextProcessor`` writes, the lengths ``pack_image_features``
+    returns). At most 576 + 48 × 48 + 48 = 2928, for any square image over 336 px; the papers'
+    2880 = 5 × 576 leaves out the 48 newlines.
+
+    A reduction keeps ``k`` tokens of every view, the base and each crop, as it runs on the vision
+    tower's output before the crops are unpadded: ``(1 + crops) × k``. No newlines are counted there:
+    a pruned view has no rows left to end.
+    """
+
+    height: int = 672
+    width: int = 672
+    pinpoints: tuple[tuple[int, int], ...] = LLAVA_NEXT_PINPOINTS
+    crop_size: int = 336
+    patch_size: int = 14
+    newline: bool = True
+
+    def __post_init__(self) -> None:
+        if self.height < 1 or self.width < 1:
+            raise ValueError(f"image size must be positive, got {self.height} x {self.width}")
+        if self.crop_size < 1 or self.patch_size < 1 or self.crop_size % self.patch_size:
+            raise ValueError(f"crop size {self.crop_size} must be a positive multiple of the patch size {self.patch_size}")  # fmt: skip
+        pinpoints = tuple(tuple(pinpoint) for pinpoint in self.pinpoints)
+        if not pinpoints or any(
+            len(pinpoint) != 2 or min(pinpoint) < 1 or any(side % self.crop_size for side in pinpoint)
+            for pinpoint in pinpoints
+        ):
+            raise ValueError(f"pinpoints {list(self.pinpoints)}: need (height, width) pairs, multiples of {self.crop_size}")  # fmt: skip
+        object.__setattr__(self, "pinpoints", pinpoints)
+
+    @property
+    def best_resolution(self) -> tuple[int, int]:
+        """The pinpoint the image is resized and padded to (transformers' ``select_best_resolution``).
+
+        The most image pixels kept after downscaling to fit, ties to the least padding, then the
+        first listed.
+        """
+        best, most_effective, least_wasted = None, 0, float("inf")
+        for height, width in self.pinpoints:
+            scale = min(width / self.width, height / self.height)
+            effective = min(int(self.width * scale) * int(self.height * scale), self.width * self.height)
+            wasted = width * height - effective
+            if effective > most_effective or (effective == most_effective and wasted < least_wasted):
+                best, most_effective, least_wasted = (height, width), effective, wasted
+        return best
+
+    @property
+    def crop_grid(self) -> tuple[int, int]:
+        """Crops down and across (``get_anyres_image_grid_shape``)."""
+        height, width = self.best_resolution
+        return height // self.crop_size, width // self.crop_size
+
+    @property
+    def crops(self) -> int:
+        """Crops besides the base view."""
+        down, across = self.crop_grid
+        return down * across
+
+    @property
+    def tokens_per_view(self) -> int:
+        """Tokens of the base view or of one crop: 24 × 24 = 576."""
+        return (self.crop_size // self.patch_size) ** 2
+
+    @property
+    def feature_grid(self) -> tuple[int, int]:
+        """Rows and columns of the crops' joined token grid once cut back to the image's aspect ratio (``unpad_image``)."""
+        side = self.crop_size // self.patch_size
+        rows, cols = self.crop_grid[0] * side, self.crop_grid[1] * side
+        if self.width / self.height > cols / rows:  # wider than the grid: padding rows above and below
+            kept = int(round(self.height * (cols / self.width), 7))
+            rows -= (rows - kept) // 2 * 2
+        else:
+            kept = int(round(self.width * (rows / self.height), 7))
+            cols -= (cols - kept) // 2 * 2
+        return rows, cols
+
+    def count(self, kept_per_crop: int | None = None) -> int:
+        """Visual tokens of the image: all of them (None), or ``(1 + crops) × kept_per_crop``."""
+        if kept_per_crop is None:
+            rows, cols = self.feature_grid
+            return self.tokens_per_view + rows * cols + rows * int(self.newline)
+        if not 0 <= kept_per_crop <= self.tokens_per_view:
+            raise ValueError(f"need 0 ≤ kept per crop ≤ {self.tokens_per_view}, got {kept_per_crop}")
+        return (1 + self.crops) * kept_per_crop
+
+    def layout(self, visual_tokens: int) -> str:
+        """How a count is made up: ``576+48×48+48`` (base + grid + newlines) unreduced, ``5×32`` reduced."""
+        if visual_tokens == self.count():
+            rows, cols = self.feature_grid
+            return f"{self.tokens_per_view}+{rows}×{cols}" + (f"+{rows}" if self.newline else "")
+        views = 1 + self.crops
+        return f"{views}×{visual_tokens // views}" if visual_tokens % views == 0 else str(visual_tokens)
+
+
+LLAVA_NEXT = AnyResTokens()  # the worst case, 672 × 672: 576 + 48 × 48 + 48 = 2928
+PRUMERGE_KEPT_PER_CROP = 32  # PruMerge's average on LLaVA-1.5, 5.5% of 576 (paper Table 1), kept per view
+
+
 @dataclass(frozen=True)
 class Preset:
     """A model whose LLM prefill is tabulated: the Method column's name, its LLM and visual-token counts.
@@ -380,6 +493,7 @@ class Preset:
     visual_tokens: tuple[int, ...]
     video: VideoTokens | None = None
     compares_to_table_2: bool = False
+    anyres: AnyResTokens | None = None
 
 
 PRESETS = {
@@ -394,6 +508,17 @@ PRESETS = {
         (VIDEO_LLAVA.count(), VIDEO_LLAVA.count(VIDEO_LLAVA.kept_per_frame(PRUMERGE_VIDEO_FRACTION))),
         video=VIDEO_LLAVA,
     ),
+    # LLaVA-NeXT (LLaVA-1.6) on Vicuna v1.5 7B/13B: a 672 × 672 image, 2928 tokens, vs 32 per view (5 × 32).
+    **{
+        f"llava-next-{size.lower()}": Preset(
+            "LLaVA-NeXT",
+            f"llava-hf/llava-v1.6-vicuna-{size.lower()}-hf",
+            (size,),
+            (LLAVA_NEXT.count(), LLAVA_NEXT.count(PRUMERGE_KEPT_PER_CROP)),
+            anyres=LLAVA_NEXT,
+        )
+        for size in ("7B", "13B")
+    },
 }
 
 
@@ -402,7 +527,8 @@ class Table2Row:
     """One row of Table 2's layout: ours, and the paper's where Table 2 has that row.
 
     ``visual_fraction`` is this row's visual tokens over the unreduced row's; ``frames`` the frames
-    of a video (None for an image).
+    of a video (None for an image); ``visual_layout`` how an AnyRes image's tokens are made up
+    (``AnyResTokens.layout``; None for other presets).
     """
 
     method: str
@@ -418,6 +544,7 @@ class Table2Row:
     paper: PaperRow | None
     visual_fraction: float = 1.0
     frames: int | None = None
+    visual_layout: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -476,6 +603,7 @@ def table_2(
                         else None,
                         visual_fraction=visual / full,
                         frames=preset.video.frames if preset.video else None,
+                        visual_layout=preset.anyres.layout(visual) if preset.anyres else None,
                     )
                 )
     return rows
