@@ -58,6 +58,7 @@ from ..config import TokenReductionConfig
 from ..config import resolve_reduction as resolve_config
 from ..conversation import IMAGE_TOKEN, VIDEO_TOKEN, generation_prompt
 from ..images import pad_to_square
+from ..models import model_class_for
 from ..models.llava import LlavaPruMergeForConditionalGeneration
 from ..models.video_llava import VideoLlavaPruMergeForConditionalGeneration
 from ..training.checkpoints import BASE_MODEL_FILE, TOKEN_REDUCTION_FILE, load_finetuned
@@ -133,15 +134,20 @@ def load_model(
         )
     from transformers import AutoConfig, AutoProcessor
 
-    video = AutoConfig.from_pretrained(pretrained).model_type == "video_llava"
-    model_class = VideoLlavaPruMergeForConditionalGeneration if video else LlavaPruMergeForConditionalGeneration
-    model = model_class.from_pretrained(
+    model_type = AutoConfig.from_pretrained(pretrained).model_type
+    model = model_class_for(model_type).from_pretrained(
         pretrained,
         token_reduction=config or TokenReductionConfig(),
         dtype=dtype,
         attn_implementation=attn_implementation,
     )
-    return model, AutoProcessor.from_pretrained(pretrained)
+    processor = AutoProcessor.from_pretrained(pretrained)
+    if model_type == "llava_next" and model.config.vision_feature_select_strategy == "default":
+        if getattr(processor, "num_additional_image_tokens", 1) == 0:
+            # LlavaNextProcessor's default; with a CLS tower the placeholders would be one short per view
+            logger.warning("llava_prumerge: the processor had num_additional_image_tokens=0; using 1 (CLS tower)")
+            processor.num_additional_image_tokens = 1
+    return model, processor
 
 
 class LlavaPruMerge(lmms):
@@ -300,7 +306,9 @@ class LlavaPruMerge(lmms):
 
     # ------------------------------------------------------------------------------------------
     def _prepare_image(self, image: Image.Image) -> Image.Image:
-        if self.image_aspect_ratio == "pad":
+        """LLaVA-1.5's pad to a square; LLaVA-NeXT's AnyRes takes the image as it is (its own
+        crops and unpadding handle the aspect ratio), as its evaluation does."""
+        if self.image_aspect_ratio == "pad" and self._model.config.model_type != "llava_next":
             return pad_to_square(image, self.processor)
         return image.convert("RGB")
 

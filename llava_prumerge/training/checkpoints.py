@@ -34,6 +34,7 @@ from transformers import (
 
 from ..config import TokenReductionConfig
 from ..conversation import IMAGE_TOKEN
+from ..models import model_class_for
 from ..models.llava import LlavaPruMergeForConditionalGeneration
 
 TOKEN_REDUCTION_FILE = "token_reduction.json"
@@ -77,7 +78,8 @@ def load_base_model(
 ) -> tuple[LlavaPruMergeForConditionalGeneration, LlavaProcessor]:
     """The model and processor for ``spec``, with ``token_reduction`` set."""
     if spec.model_name_or_path:
-        model = LlavaPruMergeForConditionalGeneration.from_pretrained(
+        model_type = AutoConfig.from_pretrained(spec.model_name_or_path).model_type
+        model = model_class_for(model_type).from_pretrained(
             spec.model_name_or_path,
             token_reduction=token_reduction,
             dtype=dtype,

@@ -12,7 +12,9 @@ from ..conversation import IGNORE_INDEX
 
 @dataclass
 class LlavaCollator:
-    """Right-pads a list of dataset items into a batch; images of all rows are concatenated."""
+    """Right-pads a list of dataset items into a batch; images of all rows are concatenated
+    (LLaVA-NeXT crops padded with zero crops to the longest, as its processor pads a batch; the
+    model reads each image's real crop count from ``image_sizes``)."""
 
     pad_token_id: int
 
@@ -28,6 +30,12 @@ class LlavaCollator:
             attention_mask[row, :length] = 1
         batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
         pixels = [item["pixel_values"] for item in items if item["pixel_values"] is not None]
+        if pixels and pixels[0].dim() == 5:  # LLaVA-NeXT: [k, P, 3, H, W], P differs: zero crops to the longest
+            crops = max(p.shape[1] for p in pixels)
+            pixels = [torch.nn.functional.pad(p, (0, 0, 0, 0, 0, 0, 0, crops - p.shape[1])) for p in pixels]
+            batch["image_sizes"] = torch.cat(
+                [item["image_sizes"] for item in items if item.get("image_sizes") is not None]
+            )
         if pixels:
             batch["pixel_values"] = torch.cat(pixels)
         batch["skipped"] = [entry for item in items for entry in item["skipped"]]

@@ -100,8 +100,11 @@ class DataSettings:
 class LlavaInstructionDataset(Dataset):
     """Tokenized LLaVA-1.5 instruction samples with one ``<image>`` placeholder per image.
 
-    Each item: ``input_ids``, ``labels`` (lists), ``pixel_values`` (``[k, 3, H, W]`` or None),
-    ``sample_id``, and ``skipped``: the ``(id, reason)`` of bad samples replaced to produce it.
+    Each item: ``input_ids``, ``labels`` (lists), ``pixel_values`` (``[k, 3, H, W]`` or None;
+    LLaVA-NeXT: ``[k, P, 3, H, W]`` crops and ``image_sizes`` ``[k, 2]``), ``sample_id``, and
+    ``skipped``: the ``(id, reason)`` of bad samples replaced to produce it. With a LLaVA-NeXT image
+    processor (AnyRes: it has ``image_grid_pinpoints``) images are not padded to a square: the
+    crops and the unpadding handle the aspect ratio, as LLaVA-NeXT trains.
     The text budget is ``model_max_length - images · tokens_per_image`` (the unreduced count, so
     the limit holds for every reduction).
     """
@@ -144,18 +147,24 @@ class LlavaInstructionDataset(Dataset):
         found = tokens.input_ids.count(self.image_token_id)
         if found != len(paths):  # the model would fail on this batch in the middle of a run
             raise MalformedSample(f"{found} image token(s) in the tokenized sample for {len(paths)} image(s)")
-        pixel_values = None
+        pixel_values = image_sizes = None
         if paths:
             images = [open_image(self.image_folder / p) for p in paths]
-            if self.settings.image_aspect_ratio == "pad":
+            anyres = getattr(self.image_processor, "image_grid_pinpoints", None) is not None
+            if self.settings.image_aspect_ratio == "pad" and not anyres:
                 images = [expand_to_square(image, self.background) for image in images]
-            pixel_values = self.image_processor(images, return_tensors="pt")["pixel_values"]
-        return {
+            processed = self.image_processor(images, return_tensors="pt")
+            pixel_values = processed["pixel_values"]
+            image_sizes = processed.get("image_sizes") if anyres else None
+        item = {
             "input_ids": tokens.input_ids,
             "labels": tokens.labels,
             "pixel_values": pixel_values,
             "sample_id": str(sample.get("id", index)),
         }
+        if image_sizes is not None:
+            item["image_sizes"] = image_sizes
+        return item
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Sample ``index``, or when it is bad the next good one; ``skipped`` then names sample

@@ -34,6 +34,20 @@ def lora_target_modules(model: nn.Module) -> list[str]:
     return [f"{prefix}.{name}" for name, module in language_model.named_modules() if isinstance(module, nn.Linear)]
 
 
+def stock_tokens_per_image(config) -> int:
+    """The most visual tokens one image feeds the unreduced model (the text budget's reserve):
+    ``N`` for LLaVA-1.5; for LLaVA-NeXT the base view and the most crops any pinpoint gives, plus
+    one newline per grid row."""
+    vision = config.vision_config
+    side = vision.image_size // vision.patch_size
+    pinpoints = getattr(config, "image_grid_pinpoints", None)
+    if not pinpoints:
+        return side * side
+    crops = max((h // vision.image_size) * (w // vision.image_size) for h, w in pinpoints)
+    rows = max(h // vision.image_size for h, _ in pinpoints) * side
+    return (1 + crops) * side * side + rows
+
+
 def add_lora(model: nn.Module, lora_settings: LoraSettings) -> nn.Module:
     """LoRA on every linear layer of the language model; the projector trained fully, the tower frozen."""
     from peft import LoraConfig, get_peft_model
@@ -84,8 +98,7 @@ def run(argv: list[str] | None = None) -> PruMergeTrainer:
     model = add_lora(model, lora_settings)
     if args.gradient_checkpointing:
         args.gradient_checkpointing_kwargs = args.gradient_checkpointing_kwargs or {"use_reentrant": False}
-    vision = model.config.vision_config
-    tokens_per_image = (vision.image_size // vision.patch_size) ** 2
+    tokens_per_image = stock_tokens_per_image(model.config)
     dataset = LlavaInstructionDataset(data_settings, processor.tokenizer, processor.image_processor, tokens_per_image)
     settings = {
         "model": asdict(model_settings),
