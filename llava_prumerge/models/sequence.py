@@ -1,9 +1,11 @@
 """Re-lay token sequences for a variable number of visual tokens per image.
 
 LLaVA's processor writes one run of ``N`` placeholder tokens per image (or, in older prompts, a
-single ``<image>`` token). After reduction image ``i`` has ``n_i`` tokens, so ``input_ids``,
-``attention_mask`` and ``labels`` are rebuilt with exactly ``n_i`` placeholders for image ``i``
-and re-padded on the same side. Pure tensor code, batched: no Python loop over rows or images.
+single ``<image>`` token); LLaVA-NeXT's writes a different count per image, which
+:func:`placeholder_counts` recovers from the counts the stock model expects. After reduction
+image ``i`` has ``n_i`` tokens, so ``input_ids``, ``attention_mask`` and ``labels`` are rebuilt
+with exactly ``n_i`` placeholders for image ``i`` and re-padded on the same side. Pure tensor
+code, batched: no Python loop over rows or images.
 """
 
 from __future__ import annotations
@@ -42,11 +44,31 @@ def placeholders_per_image(input_ids: torch.Tensor, image_token_id: int, num_ima
     )
 
 
+def placeholder_counts(input_ids: torch.Tensor, image_token_id: int, expanded: torch.Tensor) -> torch.Tensor:
+    """Placeholder tokens of each image in ``input_ids``: ``expanded`` ``[I]`` or one per image.
+
+    ``expanded[i]`` is what the processor writes for image ``i`` (LLaVA-NeXT: it depends on the
+    image's size). Adjacent images form one run of placeholders, so the split follows the total
+    count, never the runs. Raises ``ValueError`` naming the counts when neither layout matches.
+    """
+    found = int((input_ids == image_token_id).sum())
+    expanded = expanded.to(device="cpu", dtype=torch.long)
+    if found == int(expanded.sum()):
+        return expanded
+    if found == expanded.numel():
+        return torch.ones_like(expanded)
+    raise ValueError(
+        f"input_ids hold {found} image placeholder tokens (id {image_token_id}) for {expanded.numel()} image(s); "
+        f"expected {int(expanded.sum())} ({expanded.tolist()} per image, as the processor writes) or "
+        f"{expanded.numel()} (one per image)"
+    )
+
+
 def lay_out_image_tokens(
     input_ids: torch.Tensor,
     image_counts: torch.Tensor,
     image_token_id: int,
-    per_image: int,
+    per_image: int | torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     labels: torch.Tensor | None = None,
     padding_side: str = "right",
@@ -57,6 +79,7 @@ def lay_out_image_tokens(
     Args:
         input_ids: ``[B, L]``, with ``per_image`` consecutive placeholders per image.
         image_counts: ``[I]`` tokens each image keeps after reduction.
+        per_image: placeholders per image now, one count for all or ``[I]`` (:func:`placeholder_counts`).
         attention_mask: ``[B, L]``; positions with 0 are padding and dropped before re-padding.
         labels: ``[B, L]``; image positions become ``-100`` and padding ``-100``.
         padding_side: where the new padding goes (``"left"`` for generation).
@@ -74,8 +97,14 @@ def lay_out_image_tokens(
         raise ValueError("attention_mask masks out image placeholder tokens; each image must be attended")
 
     ordinal = is_image.flatten().cumsum(0).view_as(input_ids) - 1
-    image_index = (ordinal // per_image).clamp(0, max(image_counts.numel() - 1, 0))
-    first_of_image = is_image & (ordinal % per_image == 0)
+    last_image = max(image_counts.numel() - 1, 0)
+    if isinstance(per_image, torch.Tensor):
+        ends = per_image.to(device=device, dtype=torch.long).cumsum(0)
+        image_index = torch.searchsorted(ends, ordinal, right=True).clamp(0, last_image)
+        first_of_image = is_image & (ordinal == (ends - per_image.to(device))[image_index])
+    else:
+        image_index = (ordinal // per_image).clamp(0, last_image)
+        first_of_image = is_image & (ordinal % per_image == 0)
     repeats = torch.where(first_of_image, image_counts.to(device)[image_index], (~is_image).long())
     repeats = repeats * attended
 
