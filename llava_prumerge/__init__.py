@@ -1,9 +1,9 @@
-"""llava-prumerge: PruMerge and PruMerge+ adaptive visual-token reduction for LLaVA-1.5 and Video-LLaVA.
+"""llava-prumerge: PruMerge and PruMerge+ adaptive visual-token reduction for LLaVA-1.5, LLaVA-NeXT and Video-LLaVA.
 
 Public API::
 
     from llava_prumerge import LlavaPruMergeForConditionalGeneration, TokenReductionConfig
-    from llava_prumerge import VideoLlavaPruMergeForConditionalGeneration
+    from llava_prumerge import LlavaNextPruMergeForConditionalGeneration, VideoLlavaPruMergeForConditionalGeneration
 
 The model and tensor names are imported on first use (PEP 562), so that tools that need none of
 them (the judge, the roofline, the tables) start without loading torch and transformers.
@@ -19,6 +19,7 @@ _LAZY = {
     "LlavaPruMergeForConditionalGeneration": ".models.llava",
     "ReducedImageFeatures": ".models.llava",
     "VideoLlavaPruMergeForConditionalGeneration": ".models.video_llava",
+    "LlavaNextPruMergeForConditionalGeneration": ".models.llava_next",
     "ReducedTokens": ".reduction",
     "cls_attention": ".reduction",
     "outlier_count": ".reduction",

@@ -4,6 +4,8 @@ One batch holds a wide, a tall and a square-ish photo plus two adjacent images i
 crop grids (1×2, 2×1, 2×2), the unpadding and the placeholder counts differ per image.
 """
 
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import LlavaNextForConditionalGeneration, LlavaNextProcessor
@@ -18,6 +20,8 @@ from llava_prumerge.tiny.llava_next import (
     write_tiny_next_llava,
 )
 from llava_prumerge.tiny.setting import demo_images
+
+ROOT = Path(__file__).parents[1]
 
 PATCHES = (TINY_NEXT_IMAGE_SIZE // TINY_NEXT_PATCH_SIZE) ** 2  # 64 per crop
 PROMPTS = [
@@ -337,3 +341,39 @@ def test_layout_is_saved_and_overridable(tmp_path, images):
     encoded = processor(images=images[:2], text=PROMPTS[:2], return_tensors="pt", padding=True)
     found = (encoded["input_ids"] == loaded.config.image_token_id).sum(dim=1)
     assert found.tolist() == loaded.stock_token_counts(encoded["image_sizes"]).tolist()
+
+
+def test_lora_finetune_on_reduced_crops_through_the_training_entry_point(tmp_path):
+    """The same entry point as LLaVA-1.5 (configs/train/tiny.yaml's recipe on a tiny LLaVA-NeXT):
+    AnyRes crops and image_sizes through the dataset and collator, PruMerge on every crop, and
+    the loss falls; the adapter reloads with the NeXT class."""
+    from llava_prumerge.tiny.llava_next import write_tiny_next_llava
+    from llava_prumerge.tiny.setting import write_tiny_dataset
+    from llava_prumerge.training.checkpoints import load_finetuned
+    from llava_prumerge.training.run import run, stock_tokens_per_image
+
+    checkpoint = write_tiny_next_llava(tmp_path / "next")
+    data = write_tiny_dataset(tmp_path / "data")
+    argv = [str(ROOT / "configs/train/tiny.yaml"), "--model_name_or_path", str(checkpoint), "--data_path", str(data),
+            "--image_folder", str(data.parent / "images"), "--output_dir", str(tmp_path / "run"), "--deepspeed", "",
+            "--report_to", "none", "--save_strategy", "no", "--num_train_epochs", "2", "--logging_steps", "1"]  # fmt: skip
+    trainer = run(argv)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) >= 4 and sum(losses[-2:]) / 2 < sum(losses[:2]) / 2, losses
+    assert stock_tokens_per_image(trainer.model.config) == 5 * 64 + 16  # base + 4 crops, 16 grid rows
+    model, _ = load_finetuned(tmp_path / "run", merge=True)
+    assert type(model).__name__ == "LlavaNextPruMergeForConditionalGeneration"
+
+
+def test_lmms_eval_model_serves_llava_next(tmp_path):
+    from llava_prumerge.evaluation.lmms_eval_model import LlavaPruMerge
+    from llava_prumerge.tiny.llava_next import write_tiny_next_llava
+
+    checkpoint = write_tiny_next_llava(tmp_path / "next")
+    evaluator = LlavaPruMerge(pretrained=str(checkpoint), device="cpu", batch_size=2)
+    photos = demo_images(("astronaut", "rocket"))  # different aspect ratios: different crop grids
+    prompts = [evaluator.build_prompt("What is this?", 1)] * 2
+    texts, counts = evaluator.generate_batch(prompts, [[photos[0]], [photos[1]]], max_new_tokens=2)
+    alone = [evaluator.generate_batch([prompts[i]], [[photos[i]]], max_new_tokens=2) for i in range(2)]
+    assert texts == [a[0][0] for a in alone] and counts == [a[1][0] for a in alone]
+    assert evaluator._prepare_image(photos[1]).size == photos[1].size  # AnyRes: no square padding
