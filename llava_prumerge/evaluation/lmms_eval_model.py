@@ -18,7 +18,9 @@ Evaluation protocol (LLaVA-1.5's ``model_vqa_loader.py``, which the released Pru
 - greedy decoding (``temperature 0``, one beam); the task's ``max_new_tokens`` unless the
   ``max_new_tokens`` model argument overrides it; the task's ``until`` strings cut the answer.
 
-Video-LLaVA checkpoints (``model_type: video_llava``, e.g. ``LanguageBind/Video-LLaVA-7B-hf``; paper
+LLaVA-NeXT checkpoints (``model_type: llava_next``, e.g. ``llava-hf/llava-v1.6-vicuna-7b-hf``) load
+:class:`~llava_prumerge.models.llava_next.LlavaNextPruMergeForConditionalGeneration` (every AnyRes
+crop reduced; images not padded to a square). Video-LLaVA checkpoints (``model_type: video_llava``, e.g. ``LanguageBind/Video-LLaVA-7B-hf``; paper
 Sec. 4.3) load :class:`~llava_prumerge.models.video_llava.VideoLlavaPruMergeForConditionalGeneration`.
 A visual that is a file path is a video: ``num_frames`` (8) frames by Video-LLaVA's rule
 (:func:`llava_prumerge.video.read_video`, PyAV), one ``<video>`` placeholder in the same
