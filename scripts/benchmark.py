@@ -6,6 +6,9 @@
         --batch-sizes 1 16 --clip-batch-sizes 1 16 --record docs/benchmarks.md   # GPU, a few minutes
     python scripts/benchmark.py --preset llava-1.5-7b --device cuda --dtype bfloat16 --weights llava-hf/llava-1.5-7b-hf
     python scripts/benchmark.py --preset video-tiny --batch-sizes 1 2 --visual-tokens 10   # Video-LLaVA, CPU
+    python scripts/benchmark.py --preset next-tiny --batch-sizes 1 2 --visual-tokens 6     # LLaVA-NeXT, CPU
+    python scripts/benchmark.py --preset llava-next-7b --device cuda --dtype bfloat16 --visual-tokens 32 \
+        --batch-sizes 1 4                                           # GPU; --weights llava-hf/llava-v1.6-vicuna-7b-hf
     python scripts/benchmark.py --preset video-llava-7b --device cuda --dtype bfloat16 --visual-tokens 32 \
         --batch-sizes 1 4                                                   # GPU; --weights LanguageBind/Video-LLaVA-7B-hf
 
@@ -13,9 +16,13 @@ Random weights are fine for timing; with them the adaptive counts mean little, s
 ``--visual-tokens N`` forces N tokens per image for the reducing methods (a budget). The video presets
 (``video-tiny``, ``video-llava-7b``) feed one 8-frame video per sample: visual tokens are counted per
 video (stock: 8 x (N + CLS)) and per frame, and ``--visual-tokens N`` is a budget per frame (N patch
-tokens, plus the frame's CLS, as Video-LLaVA feeds it). The loop comparison and ``--clip-batch-sizes``
-use LLaVA-1.5's CLIP-L/336 shapes with any preset. Writes
-``results.json``, ``results.md`` and ``ttft_memory.png`` to ``--output-dir`` and prints the table and
+tokens, plus the frame's CLS, as Video-LLaVA feeds it). The LLaVA-NeXT presets (``next-tiny``,
+``llava-next-7b``) feed one photo per sample resized to a square of two crop sides, so AnyRes takes
+the base view and a 2×2 grid of crops and unpads nothing (the worst case; 576 + 48·48 + 48 newlines
+= 2928 stock tokens for the 7B shapes, 64 + 16·16 + 16 = 336 for the tiny one): visual tokens are
+counted per image as the LLM gets them (grid layout, newlines included) and per crop, and
+``--visual-tokens N`` is a budget per crop (base view and every grid crop). The loop comparison and
+``--clip-batch-sizes`` use LLaVA-1.5's CLIP-L/336 shapes with any preset. Writes ``results.json``, ``results.md`` and ``ttft_memory.png`` to ``--output-dir`` and prints the table and
 the target checks: reduction share of the vision time, the batched reduction against the released
 code's per-token loop at batch 16 (CLIP-L/336 shapes), prefill speedup against the FLOP ratio and
 against the speedup of the prefill's matrix products alone (timed in the same run: what this device
@@ -40,6 +47,7 @@ from llava_prumerge.analysis.benchmark import (
     as_dicts,
     build_preset,
     clip_overhead,
+    is_next_preset,
     is_video_preset,
     loop_comparison,
     markdown_table,
@@ -59,7 +67,8 @@ def main() -> None:
         "--visual-tokens",
         type=int,
         default=None,
-        help="force this many tokens per image; with a video preset, patch tokens per frame (each frame's CLS on top)",
+        help="force this many tokens per image; with a video preset, patch tokens per frame (each frame's CLS "
+        "on top); with a LLaVA-NeXT preset, tokens per crop (newlines on top)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (medians)")
     parser.add_argument("--prompt-tokens", type=int, default=40, help="text tokens per prompt (paper Sec. 4.2: 40)")
@@ -137,6 +146,8 @@ def main() -> None:
     clip_l = model.config.vision_config.hidden_size == 1024 and model.config.vision_config.image_size == 336
     if is_video_preset(args.preset):
         share_target = "(video tower over every frame; the 2% target is LLaVA-1.5's, checked by --clip-batch-sizes)"
+    elif is_next_preset(args.preset) and clip_l:
+        share_target = "(tower and reduction over every crop; target <= 2%, as LLaVA-1.5's)"
     elif clip_l:
         share_target = "(target <= 2%)"
     else:

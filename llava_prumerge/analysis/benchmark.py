@@ -1,4 +1,5 @@
-"""Measured cost of LLaVA-1.5 and Video-LLaVA with and without visual-token reduction (``scripts/benchmark.py``).
+"""Measured cost of LLaVA-1.5, LLaVA-NeXT and Video-LLaVA with and without visual-token reduction
+(``scripts/benchmark.py``).
 
 For each preset, method and batch size it measures, after a warm-up, the median over repeats of:
 vision encoding (tower, reduction if any, projector: the visual features the LLM receives), the
@@ -10,9 +11,18 @@ the KV-cache bytes after prefill and the visual tokens per sample. It also times
 loop) against the batched reduction on the same tensors. On CUDA every timing is taken with CUDA
 events after synchronising.
 
-What differs between the families is the workload (:class:`ImageWorkload`, :class:`VideoWorkload`):
-the inputs, the encode-and-lay-out call, the vision and the reduction-alone callables and the
-counts; the timing is shared. A LLaVA-1.5 sample is one photo behind one ``<image>`` placeholder. A
+What differs between the families is the workload (:class:`ImageWorkload`, :class:`NextWorkload`,
+:class:`VideoWorkload`): the inputs, the encode-and-lay-out call, the vision and the reduction-alone
+callables and the counts; the timing is shared. A LLaVA-1.5 sample is one photo behind one
+``<image>`` placeholder. A LLaVA-NeXT sample (``next-*``, ``llava-next-*`` presets) is one photo
+resized to a square of two crop sides, so that AnyRes picks the 2×2 grid and unpadding cuts
+nothing (the worst case: ``N + (2s)² + 2s`` tokens with ``s = √N``; 576 + 48·48 + 48 newlines =
+2,928 for CLIP-L/14-336, 64 + 16·16 + 16 = 336 for the tiny NeXT), behind the processor's
+placeholders: its visual tokens are counted per image as the language model gets them (grid
+layout: newlines included), ``extra`` adds the crops, the mean tokens per crop (the stock ``N`` or
+the reducer's count) and the newlines, a budget is per crop, the vision time is
+``get_image_features`` (tower over every crop, reduction, projector, layout) and the reduction
+alone runs on the tower's precomputed features/q/k of all crops. A
 Video-LLaVA sample (``video-*`` presets) is one video of :data:`~llava_prumerge.video.DEFAULT_NUM_FRAMES`
 frames (a pan across a photo) behind the processor's ``F × (N + 1)`` ``<video>`` placeholders (the
 stock path needs them; the reduced paths re-lay them): its visual tokens are counted per video,
@@ -33,19 +43,31 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, VideoLlavaConfig
+from transformers import (
+    CLIPImageProcessor,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaNextConfig,
+    LlavaNextImageProcessor,
+    VideoLlavaConfig,
+)
 from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.models.llava_next.modeling_llava_next import get_anyres_image_grid_shape, unpad_image
 
 from ..config import ATTENTION_METHODS, PEER_METHODS, TokenReductionConfig, resolve_reduction
 from ..models.llava import LlavaPruMergeForConditionalGeneration
+from ..models.llava_next import LlavaNextPruMergeForConditionalGeneration
 from ..models.video_llava import VideoLlavaPruMergeForConditionalGeneration
 from ..models.vision import encode_for_reduction
 from ..peers import image_seeds
 from ..reduction import PRODUCER_ATTENTION_METHODS, PeerInputs, cls_attention, reduce_visual_tokens
+from ..tiny.llava_next import build_tiny_next_model
 from ..tiny.setting import build_tiny_model, demo_images, sharpen_cls_attention, sharpen_tower_attention
 from ..tiny.video_llava import build_tiny_video_model
 from ..video import DEFAULT_NUM_FRAMES
 from .reference import released_loop_prumerge
+from .roofline import LLAVA_NEXT_PINPOINTS
 
 CLIP_L_336 = dict(
     hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
@@ -60,7 +82,8 @@ PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "text")
 
 PRESETS: dict[str, dict] = {
     # "build": a tiny-setting builder; "vision"/"text": the shapes of a random-weight model;
-    # "weights": the checkpoint --weights loads instead; "video": a Video-LLaVA preset.
+    # "weights": the checkpoint --weights loads instead; "video": a Video-LLaVA preset; "next": a
+    # LLaVA-NeXT preset ("pinpoints": its image_grid_pinpoints, (height, width)).
     "tiny": {"build": build_tiny_model},  # llava_prumerge.tiny.setting: 144 patches, 2-layer width-32 LLM
     # CPU-sized with LLaVA-1.5's proportions: 576 visual tokens, an LLM far larger than the tower.
     "small": {
@@ -69,6 +92,16 @@ PRESETS: dict[str, dict] = {
     },
     "llava-1.5-7b": {"vision": CLIP_L_336, "text": VICUNA_7B, "weights": "llava-hf/llava-1.5-7b-hf"},
     "llava-1.5-13b": {"vision": CLIP_L_336, "text": VICUNA_13B, "weights": "llava-hf/llava-1.5-13b-hf"},
+    # llava_prumerge.tiny.llava_next: 32-px crops of 8 x 8 patches, 2x2 grid: 64 + 16 x 16 + 16 = 336 tokens per image
+    "next-tiny": {"build": build_tiny_next_model, "next": True},
+    # llava-hf/llava-v1.6-vicuna-7b-hf: 576 + 48 x 48 + 48 = 2928 tokens per image on the 2x2 grid
+    "llava-next-7b": {
+        "vision": CLIP_L_336,
+        "text": dict(VICUNA_7B, max_position_embeddings=4096),
+        "weights": "llava-hf/llava-v1.6-vicuna-7b-hf",
+        "next": True,
+        "pinpoints": [list(pinpoint) for pinpoint in LLAVA_NEXT_PINPOINTS],
+    },
     # llava_prumerge.tiny.video_llava: 8 frames x (144 patches + CLS) = 1160 tokens per video
     "video-tiny": {"build": build_tiny_video_model, "video": True},
     # LanguageBind/Video-LLaVA-7B-hf: 8 frames x (256 + CLS) = 2056 tokens per video, Vicuna-7B v1.5
@@ -86,12 +119,20 @@ def is_video_preset(preset: str) -> bool:
     return bool(PRESETS[preset].get("video"))
 
 
+def is_next_preset(preset: str) -> bool:
+    """Whether ``preset`` is a LLaVA-NeXT (AnyRes crops per image, budgets per crop)."""
+    return bool(PRESETS[preset].get("next"))
+
+
 @dataclass
 class Measurement:
     """One (preset, method, batch size) row; times in seconds (medians), memory in bytes.
 
     ``visual_tokens``: the mean per image, or per video for a video preset, whose ``extra`` also
-    holds ``frames`` and ``visual_tokens_per_frame`` (the mean over all frames).
+    holds ``frames`` and ``visual_tokens_per_frame`` (the mean over all frames). A LLaVA-NeXT row's
+    ``extra`` holds ``crops`` (per image, base view included), ``visual_tokens_per_crop`` (the mean
+    over all crops of the tokens each crop gives before the layout: ``N`` stock) and ``newlines``
+    (per image, counted in ``visual_tokens``).
     """
 
     preset: str
@@ -118,8 +159,12 @@ def build_preset(preset: str, dtype: torch.dtype, device: str, weights: str | No
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
     spec = PRESETS[preset]
-    video = is_video_preset(preset)
-    model_class = VideoLlavaPruMergeForConditionalGeneration if video else LlavaPruMergeForConditionalGeneration
+    video, next_ = is_video_preset(preset), is_next_preset(preset)
+    model_class = LlavaPruMergeForConditionalGeneration
+    if video:
+        model_class = VideoLlavaPruMergeForConditionalGeneration
+    elif next_:
+        model_class = LlavaNextPruMergeForConditionalGeneration
     if "build" in spec:
         model = spec["build"]()
     elif weights:
@@ -130,6 +175,11 @@ def build_preset(preset: str, dtype: torch.dtype, device: str, weights: str | No
         if video:  # LanguageBind/Video-LLaVA-7B-hf's token ids and feature layer
             config = VideoLlavaConfig(vision_config=vision, text_config=text.to_dict(), image_token_index=32000,
                                       video_token_index=32001, vision_feature_layer=-2)  # fmt: skip
+        elif next_:  # llava-hf/llava-v1.6-vicuna-7b-hf's token id, feature layer and strategy, pinpoints
+            config = LlavaNextConfig(vision_config=vision, text_config=text.to_dict(), image_token_index=32000,
+                                     vision_feature_layer=-2, vision_feature_select_strategy="default",
+                                     image_grid_pinpoints=spec["pinpoints"], projector_hidden_act="gelu",
+                                     image_seq_length=(vision["image_size"] // vision["patch_size"]) ** 2)  # fmt: skip
         else:
             config = LlavaConfig(vision_config=vision, text_config=text.to_dict(), image_token_id=32000)
         torch.manual_seed(0)
@@ -148,7 +198,11 @@ def build_preset(preset: str, dtype: torch.dtype, device: str, weights: str | No
     model = model.to(device=device, dtype=dtype).eval()
     vision = model.config.vision_config
     size = vision.image_size
-    processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    if next_:  # llava-v1.6's: the base view and the AnyRes crops of the pinpoint that fits best
+        processor = LlavaNextImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+                                            image_grid_pinpoints=model.config.image_grid_pinpoints)  # fmt: skip
+    else:
+        processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
     return model, processor
 
 
@@ -252,6 +306,43 @@ def make_inputs(model, processor, batch_size: int, prompt_tokens: int, device: s
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "pixel_values": pixels}
 
 
+def make_next_inputs(
+    model: LlavaNextPruMergeForConditionalGeneration,
+    processor: LlavaNextImageProcessor,
+    batch_size: int,
+    prompt_tokens: int,
+    device: str,
+    dtype: torch.dtype,
+) -> dict:
+    """``batch_size`` photos, each resized to a square of two crop sides (672 px for CLIP-L/14-336),
+    with ``prompt_tokens - 1`` text tokens around the processor's placeholders, where the prompt of
+    :func:`make_inputs` has its one ``<image>``.
+
+    A square image on the 2×2 pinpoint is LLaVA-NeXT's worst case: five crops and no rows or columns
+    cut by ``unpad_image``, so every sample has the same :meth:`~LlavaNextPruMergeForConditionalGeneration.stock_token_counts`
+    (the placeholders the stock path needs; the reduced paths re-lay them) and no padding.
+    """
+    side = 2 * model.config.vision_config.image_size
+    names = tuple(PHOTOS[i % len(PHOTOS)] for i in range(batch_size))
+    photos = [photo.resize((side, side)) for photo in demo_images(names)]
+    processed = processor(photos, return_tensors="pt")
+    image_sizes = processed["image_sizes"]
+    counts = model.stock_token_counts(image_sizes)
+    image_token = model.config.image_token_id
+    vocabulary = torch.tensor([i for i in range(3, model.config.text_config.vocab_size) if i != image_token])
+    generator = torch.Generator().manual_seed(0)
+    text = vocabulary[torch.randint(len(vocabulary), (batch_size, prompt_tokens - 1), generator=generator)]
+    placeholders = torch.full((batch_size, int(counts[0])), image_token)
+    middle = prompt_tokens // 2
+    ids = torch.cat([text[:, :middle], placeholders, text[:, middle:]], dim=1).to(device)
+    return {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "pixel_values": processed["pixel_values"].to(device=device, dtype=dtype),
+        "image_sizes": image_sizes.to(device),
+    }
+
+
 def panning_frames(photo: Image.Image, frames: int, size: int) -> list[Image.Image]:
     """``frames`` ``size``-px crops of ``photo`` (scaled to 1.25 ``size`` on its short side) whose
     window moves from the top-left to the bottom-right corner: a camera pan, so frames differ."""
@@ -342,6 +433,67 @@ class ImageWorkload:
         )
 
 
+class NextWorkload:
+    """LLaVA-NeXT: one square photo per sample on the 2×2 AnyRes grid (:func:`make_next_inputs`)."""
+
+    def __init__(self, model: LlavaNextPruMergeForConditionalGeneration, processor: LlavaNextImageProcessor):
+        self.model, self.processor = model, processor
+
+    def inputs(self, batch_size: int, prompt_tokens: int, device: str, dtype: torch.dtype) -> dict:
+        return make_next_inputs(self.model, self.processor, batch_size, prompt_tokens, device, dtype)
+
+    def encode(self, inputs: dict) -> Encoded:
+        model, image_sizes = self.model, inputs["image_sizes"]
+        features, laid_out = model.encode_and_lay_out(
+            inputs["input_ids"], inputs["pixel_values"], image_sizes, inputs["attention_mask"], None, "left", None
+        )
+        crops = model.crops_per_image(image_sizes)
+        crop_counts = getattr(features, "crop_token_counts", None)
+        if crop_counts is None:  # the stock path: every crop's N patches, one newline per unpadded map row
+            vision = model.config.vision_config
+            per_crop = [float((vision.image_size // vision.patch_size) ** 2)] * sum(crops)
+            newlines = [self._stock_newlines(size) for size in image_sizes]
+        else:
+            per_crop = torch.cat(crop_counts).float().tolist()
+            newlines = features.newline_counts.tolist()
+        return Encoded(
+            _projected_only({"image": features}),
+            laid_out.input_ids if laid_out is not None else inputs["input_ids"],
+            laid_out.attention_mask if laid_out is not None else inputs["attention_mask"],
+            [len(f) for f in features.pooler_output],
+            {
+                "crops": sum(crops) / len(crops),
+                "visual_tokens_per_crop": sum(per_crop) / len(per_crop),
+                "newlines": sum(newlines) / len(newlines),
+            },
+        )
+
+    def _stock_newlines(self, image_size: torch.Tensor) -> int:
+        """Rows of the stock model's unpadded grid map (``pack_image_features``' newlines)."""
+        config = self.model.config
+        side = config.vision_config.image_size // config.vision_config.patch_size
+        rows, cols = get_anyres_image_grid_shape(
+            image_size, config.image_grid_pinpoints, config.vision_config.image_size
+        )
+        return int(unpad_image(torch.empty(0, rows * side, cols * side), image_size).shape[1])
+
+    def vision(self, inputs: dict) -> Callable[[], object]:
+        """Tower over every crop, reduction if any, projector, layout: the same for every method."""
+        pixels, image_sizes = inputs["pixel_values"], inputs["image_sizes"]
+        return lambda: self.model.get_image_features(pixel_values=pixels, image_sizes=image_sizes)
+
+    def reduction_alone(self, inputs: dict, reduction: TokenReductionConfig) -> Callable[[], object]:
+        model = self.model
+        crops, _ = model.flatten_crops(inputs["pixel_values"], inputs["image_sizes"])
+        return reduction_on_precomputed(
+            model.model.vision_tower,
+            crops,
+            model.config.vision_feature_layer,
+            reduction,
+            projector=model.model.multi_modal_projector,
+        )
+
+
 class VideoWorkload:
     """Video-LLaVA: one video per sample behind its ``<video>`` placeholders (:func:`make_video_inputs`)."""
 
@@ -389,10 +541,12 @@ def _projected_only(mm_encoder_outputs: dict) -> dict:
     }
 
 
-def workload_for(model, processor) -> ImageWorkload | VideoWorkload:
+def workload_for(model, processor) -> ImageWorkload | NextWorkload | VideoWorkload:
     """The workload of ``model``'s family."""
     if isinstance(model, VideoLlavaPruMergeForConditionalGeneration):
         return VideoWorkload(model, processor)
+    if isinstance(model, LlavaNextPruMergeForConditionalGeneration):
+        return NextWorkload(model, processor)
     if isinstance(model, LlavaPruMergeForConditionalGeneration):
         return ImageWorkload(model, processor)
     raise TypeError(f"no benchmark workload for {type(model).__name__}")
@@ -442,7 +596,9 @@ def reduction_on_precomputed(
 
 
 def measure(
-    model: LlavaPruMergeForConditionalGeneration | VideoLlavaPruMergeForConditionalGeneration,
+    model: LlavaPruMergeForConditionalGeneration
+    | LlavaNextPruMergeForConditionalGeneration
+    | VideoLlavaPruMergeForConditionalGeneration,
     processor,
     preset: str,
     reductions: list[TokenReductionConfig],
@@ -645,14 +801,21 @@ def loop_comparison(
 def markdown_table(rows: list[Measurement]) -> str:
     """The measurements as a markdown table, with speedups against ``none`` at the same batch size.
 
-    With video rows the visual tokens are per video, followed by a column of tokens per frame.
+    With video rows the visual tokens are per video, followed by a column of tokens per frame; with
+    LLaVA-NeXT rows they are per image (newlines included), followed by a column of tokens per crop
+    (with the crops per image and the newlines among the image's tokens).
     """
     video = any("visual_tokens_per_frame" in r.extra for r in rows)
-    tokens = "visual tokens / video | per frame" if video else "visual tokens"
+    next_ = any("visual_tokens_per_crop" in r.extra for r in rows)
+    tokens = "visual tokens"
+    if video:
+        tokens = "visual tokens / video | per frame"
+    elif next_:
+        tokens = "visual tokens / image | per crop (crops, newlines)"
     lines = [
         f"| preset | method | batch | {tokens} | seq len | vision ms | reduction ms (share) | prefill ms "
         "| prefill speedup / FLOP ratio | matmul-only speedup | TTFT ms | decode tok/s | KV cache MB | peak MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if video else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if video or next_ else ""),
     ]
     baseline = {(r.preset, r.batch_size): r for r in rows if r.method == "none"}
     for r in rows:
@@ -667,6 +830,10 @@ def markdown_table(rows: list[Measurement]) -> str:
         if video:
             per_frame = r.extra.get("visual_tokens_per_frame")
             count += " | —" if per_frame is None else f" | {per_frame:.1f}"
+        elif next_:
+            per_crop = r.extra.get("visual_tokens_per_crop")
+            crops = "" if per_crop is None else f" ({r.extra['crops']:g} crops, {r.extra['newlines']:.1f} newlines)"
+            count += " | —" if per_crop is None else f" | {per_crop:.1f}{crops}"
         lines.append(
             f"| {r.preset} | {r.method} | {r.batch_size} | {count} | {r.sequence_length} "
             f"| {1000 * r.vision_s:.1f} | {reduction} | {1000 * r.prefill_s:.1f} | {speed} | {matmuls} | {1000 * r.ttft_s:.1f} "

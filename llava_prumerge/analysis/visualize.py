@@ -2,6 +2,8 @@
 
 - :func:`kept_patch_overlay`: the image as CLIP sees it (shortest side resized, centre crop), the
   pruned patches dimmed, attention-selected patches framed in red, PruMerge+ spatial samples in blue.
+- :func:`anyres_overlay`: the same for every crop of a LLaVA-NeXT image (the crops as the tower
+  sees them, :func:`crop_views`): the base view beside the grid crops at their AnyRes positions.
 - :func:`plot_cls_attention`: every patch's CLS attention on a log scale with the IQR fence
   (Fig. 3a).
 - :func:`plot_kept_token_histogram`: kept tokens per image over a dataset or an evaluation run.
@@ -59,6 +61,56 @@ def kept_patch_overlay(
     for indices, colour in ((spatial_indices, SPATIAL_COLOUR), (attention_indices, ATTENTION_COLOUR)):
         for index in indices:
             draw.rectangle(patch_box(index, grid, cell), outline=colour, width=border)
+    return canvas
+
+
+def crop_views(pixel_values: torch.Tensor, mean: list[float], std: list[float]) -> list[Image.Image]:
+    """The crops ``[P, 3, H, W]`` of one image as the tower sees them, back in RGB: the processor's
+    normalisation (``mean``, ``std`` per channel, on ``[0, 1]`` values) undone."""
+    values = pixel_values.detach().float().cpu()
+    values = values * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+    values = (values.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+    return [Image.fromarray(crop.numpy()) for crop in values]
+
+
+def anyres_crop_origin(crop: int, grid_shape: tuple[int, int], size: int, gap: int) -> tuple[int, int]:
+    """Top-left pixel ``(left, top)`` of crop ``crop`` (0: the base view, then the grid crops in
+    raster order) in an :func:`anyres_overlay` picture of ``size``-px crops."""
+    if crop == 0:
+        return 0, 0
+    row, col = divmod(crop - 1, grid_shape[1])
+    return size + 2 * gap + col * (size + gap), row * (size + gap)
+
+
+def anyres_overlay(
+    crops: list[Image.Image],
+    grid_shape: tuple[int, int],
+    attention_indices: list[list[int]],
+    spatial_indices: list[list[int]] | None = None,
+    grid: int = 24,
+    cell: int = 14,
+    border: int = 2,
+    gap: int = 6,
+) -> Image.Image:
+    """The kept patches of every crop of one LLaVA-NeXT image, each crop drawn by
+    :func:`kept_patch_overlay` (``grid·cell`` px square).
+
+    ``crops``: the base view then the ``rows × cols`` grid crops in raster order (the order of the
+    processor's ``pixel_values`` and the model's ``kept_indices``); ``attention_indices`` and
+    ``spatial_indices``: one list per crop. The base view sits top-left; ``2·gap`` px to its right
+    the grid crops sit at their AnyRes positions, ``gap`` px apart (:func:`anyres_crop_origin`), so
+    together they show the resized and padded image that was cut into the crops.
+    """
+    rows, cols = grid_shape
+    if len(crops) != 1 + rows * cols or len(attention_indices) != len(crops):
+        raise ValueError(f"need the base view and {rows}×{cols} grid crops, with kept indices for each")
+    spatial_indices = spatial_indices or [[] for _ in crops]
+    size = grid * cell
+    width = anyres_crop_origin(len(crops) - 1, grid_shape, size, gap)[0] + size
+    canvas = Image.new("RGB", (width, max(size, rows * size + (rows - 1) * gap)), (255, 255, 255))
+    for index, (crop, attention, spatial) in enumerate(zip(crops, attention_indices, spatial_indices)):
+        overlay = kept_patch_overlay(crop, attention, spatial, grid=grid, cell=cell, border=border)
+        canvas.paste(overlay, anyres_crop_origin(index, grid_shape, size, gap))
     return canvas
 
 
