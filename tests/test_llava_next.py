@@ -377,3 +377,65 @@ def test_lmms_eval_model_serves_llava_next(tmp_path):
     alone = [evaluator.generate_batch([prompts[i]], [[photos[i]]], max_new_tokens=2) for i in range(2)]
     assert texts == [a[0][0] for a in alone] and counts == [a[1][0] for a in alone]
     assert evaluator._prepare_image(photos[1]).size == photos[1].size  # AnyRes: no square padding
+
+
+def _hamilton(total: int, weights: list[float], least: int) -> list[int]:
+    """Largest-remainder (Hamilton) apportionment above a floor, written out for the test."""
+    extra = total - least * len(weights)
+    ideal = [extra * w / sum(weights) for w in weights]
+    shares = [int(x) for x in ideal]
+    order = sorted(range(len(weights)), key=lambda i: (-(ideal[i] - shares[i]), i))
+    for i in order[: extra - sum(shares)]:
+        shares[i] += 1
+    return [least + s for s in shares]
+
+
+@pytest.mark.parametrize("budget", [30, 47])
+def test_image_budget_is_split_across_crops_by_the_base_views_attention(model, inputs, budget):
+    """HiRED's idea (budget_split="image"): base view round(share·B), grid crops by the base view's
+    CLS attention mass over their region, summing to B exactly; checked against the stock tower's
+    own attention (eager, averaged over heads = attention="per_head") and a written-out apportionment."""
+    reduction = TokenReductionConfig(method="prumerge", budget=budget, attention="per_head")
+    _use(model, reduction, "flat")
+    model.set_budget_split("image", 0.4)
+    tower = model.model.vision_tower
+    implementation = tower.config._attn_implementation
+    try:
+        features = _features(model, inputs)
+        crops, counts = _crops(inputs, model)
+        tower.config._attn_implementation = "eager"
+        starts = [sum(counts[:i]) for i in range(len(counts))]
+        with torch.no_grad():
+            attention = tower(crops[starts], output_attentions=True).attentions[-1][:, :, 0, 1:].mean(dim=1)
+    finally:
+        model.set_budget_split("crop")
+        tower.config._attn_implementation = implementation
+    side = 8  # the tiny crops' 8 x 8 patch grid
+    for image, per_crop in enumerate(features.crop_token_counts):
+        per_crop = per_crop.tolist()
+        assert sum(per_crop) == budget == int(features.visual_token_counts[image])  # flat: no newlines
+        if counts[image] == 1:
+            continue
+        base = round(0.4 * budget)
+        rows, cols = {5: (2, 2), 3: None}.get(counts[image]) or (None, None)
+        grid = counts[image] - 1
+        if rows is None:  # a 1 x 2 or 2 x 1 grid: which one follows the image's shape
+            height, width = inputs["image_sizes"][image].tolist()
+            rows, cols = (1, 2) if width >= height else (2, 1)
+        mass = [0.0] * grid
+        for r in range(side):
+            for c in range(side):
+                mass[(r * rows // side) * cols + c * cols // side] += float(attention[image, r * side + c])
+        assert per_crop == [base, *_hamilton(budget - base, mass, least=2)], (image, per_crop)
+
+
+def test_image_budget_too_small_for_the_crops_is_a_clear_error(model, inputs):
+    _use(model, TokenReductionConfig(method="prumerge", budget=9), "flat")
+    model.set_budget_split("image", 0.5)
+    try:
+        with pytest.raises(ValueError, match="budget=9 per image: the base view's 4 leave 5 for 4 crops"):
+            _features(model, inputs)
+    finally:
+        model.set_budget_split("crop")
+    with pytest.raises(ValueError, match="base_share"):
+        model.set_budget_split("image", 1.5)

@@ -28,6 +28,20 @@ crop), then projected and laid out as ``config.token_layout`` says:
 - ``"flat"``: crop by crop (base first), each in the reducer's output order; no newlines, no
   unpadding, ``visual_token_counts = Σ crop counts`` (HiRED's PruMerge baseline).
 
+A ``budget`` is per crop by default (``config.budget_split = "crop"``). With ``"image"`` it is the
+image's total, split across its crops as HiRED does (Arif et al., AAAI 2025; ``HiRED_token_selection``
+in its ``modeling_llava_next.py``): the base view gets ``round(base_share · budget)`` (HiRED's
+``alpha``; default 0.5), the grid crops share the rest in proportion to the base view's CLS
+attention mass over the part of the image each crop covers (the same CLS attention the reducers
+read, of the block consuming the feature layer), by largest remainder so that the crops' budgets
+add up to the budget exactly; every crop keeps at least the method's minimum (2 for PruMerge/
+PruMerge+, 1 otherwise) and at most ``N``. Two departures from HiRED's code, both stated: HiRED
+takes the mass from its first layer's attention, thresholded to the top ``(1 − alpha)·N`` patches,
+and splits the base view's patch vector into consecutive chunks rather than spatial regions; here
+a base-view patch at grid position ``(r, c)`` counts for the crop covering ``(r·rows/s, c·cols/s)``
+(the base view is the whole image resized to a square, so this ignores the padding of the crop
+canvas). Crops with the same budget are reduced in one batched call.
+
 Inputs may hold the processor's placeholders (a different count per image, computed from
 ``image_sizes`` as the stock code computes it, :meth:`~LlavaNextPruMergeForConditionalGeneration.stock_token_counts`)
 or one placeholder per image; ``forward`` and ``generate`` re-lay the batch for the reduced
@@ -49,11 +63,14 @@ from transformers.models.llava_next.modeling_llava_next import (
     unpad_image,
 )
 
-from ..reduction import ReducedTokens
+from ..config import MERGING_METHODS, resolve_reduction
+from ..reduction import ReducedTokens, cls_attention
 from .sequence import LaidOutBatch, infer_padding_side, lay_out_image_tokens, placeholder_counts
-from .vision import TokenReductionMixin, reduce_encoded, valid_rows
+from .vision import TokenReductionMixin, encode_for_reduction, reduce_encoded, valid_rows
 
 TOKEN_LAYOUTS = ("grid", "flat")
+BUDGET_SPLITS = ("crop", "image")
+"""Whether ``TokenReductionConfig.budget`` is per crop or the image's total (module docstring)."""
 """How an image's reduced crop tokens are laid out for the language model (module docstring)."""
 
 LEADING_TOKENS_WITHOUT_PATCH = {"visionzip": 1}
@@ -94,6 +111,53 @@ class LlavaNextPruMergeCausalLMOutputWithPast(LlavaNextCausalLMOutputWithPast):
     labels: torch.LongTensor | None = None
     visual_token_counts: torch.LongTensor | None = None
     crop_token_counts: list[torch.LongTensor] | None = None
+
+
+def split_largest_remainder(total: int, weights: torch.Tensor, least: int, most: int) -> list[int]:
+    """``total`` split in proportion to ``weights``, each share in ``[least, most]``, summing to
+    ``total`` exactly: every share starts at ``least``; the rest goes by the largest-remainder
+    (Hamilton) rule, ties to the earlier crop; what a cap at ``most`` cuts off is split again
+    among the others the same way. Needs ``least·k <= total <= most·k``."""
+    count = len(weights)
+    weights = weights.double().clamp(min=0)
+    shares = [least] * count
+    left = total - least * count
+    while left > 0:
+        free = [i for i in range(count) if shares[i] < most]
+        mass = sum(float(weights[i]) for i in free)
+        ideal = {i: left * (float(weights[i]) / mass if mass > 0 else 1 / len(free)) for i in free}
+        give = {i: int(ideal[i]) for i in free}
+        for i in sorted(free, key=lambda i: (-(ideal[i] - int(ideal[i])), i))[: left - sum(give.values())]:
+            give[i] += 1
+        left = 0
+        for i in free:
+            taken = min(give[i], most - shares[i])
+            shares[i] += taken
+            left += give[i] - taken
+    return shares
+
+
+def _merge_reduced(parts: list[tuple[list[int], ReducedTokens]], crops: int) -> ReducedTokens:
+    """Per-budget reductions (``(crop indices, ReducedTokens)``) back into one, crops in order."""
+    first = parts[0][1]
+    width = max(r.tokens.shape[1] for _, r in parts)
+    kept = max(r.indices.shape[1] for _, r in parts)
+    device = first.tokens.device
+    tokens = first.tokens.new_zeros(crops, width, first.tokens.shape[-1])
+    lengths = torch.zeros(crops, dtype=torch.long, device=device)
+    indices = torch.full((crops, kept), -1, dtype=torch.long, device=device)
+    scores = None if first.scores is None else first.scores.new_zeros(crops, first.scores.shape[1])
+    attentive = None if first.attentive is None else torch.zeros(crops, dtype=torch.long, device=device)
+    for members, reduced in parts:
+        rows = torch.tensor(members, device=device)
+        tokens[rows, : reduced.tokens.shape[1]] = reduced.tokens
+        lengths[rows] = reduced.lengths
+        indices[rows, : reduced.indices.shape[1]] = reduced.indices
+        if scores is not None:
+            scores[rows] = reduced.scores
+        if attentive is not None:
+            attentive[rows] = reduced.attentive
+    return ReducedTokens(tokens, lengths, indices, scores, attentive, projected=first.projected)
 
 
 def token_patch_indices(reduced: ReducedTokens, method: str) -> torch.Tensor:
@@ -175,14 +239,30 @@ class LlavaNextPruMergeForConditionalGeneration(TokenReductionMixin, LlavaNextFo
     def __init__(self, config):
         super().__init__(config)
         self.set_token_layout(getattr(config, "token_layout", None) or "grid")
+        self.set_budget_split(getattr(config, "budget_split", None) or "crop", getattr(config, "base_share", 0.5))
 
     @classmethod
-    def from_pretrained(cls, *args, token_layout: str | None = None, **kwargs):
-        """``from_pretrained`` (with ``token_reduction=``), plus ``token_layout`` to override the saved one."""
+    def from_pretrained(
+        cls, *args, token_layout: str | None = None, budget_split: str | None = None, base_share=None, **kwargs
+    ):
+        """``from_pretrained`` (with ``token_reduction=``), plus ``token_layout``, ``budget_split`` and
+        ``base_share`` to override the saved ones."""
         model = super().from_pretrained(*args, **kwargs)
         if token_layout is not None:
             model.set_token_layout(token_layout)
+        if budget_split is not None or base_share is not None:
+            model.set_budget_split(budget_split or model.config.budget_split, base_share)
         return model
+
+    def set_budget_split(self, budget_split: str, base_share: float | None = None) -> None:
+        """``"crop"`` (a budget per crop) or ``"image"`` (the image's total, split HiRED's way with
+        ``base_share`` of it to the base view); saved with the model."""
+        if budget_split not in BUDGET_SPLITS:
+            raise ValueError(f"budget_split={budget_split!r}: expected one of {BUDGET_SPLITS}")
+        share = getattr(self.config, "base_share", 0.5) if base_share is None else base_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
+            raise ValueError(f"base_share={share!r}: expected a number between 0 and 1 (exclusive)")
+        self.config.budget_split, self.config.base_share = budget_split, float(share)
 
     @property
     def token_layout(self) -> str:
@@ -248,8 +328,55 @@ class LlavaNextPruMergeForConditionalGeneration(TokenReductionMixin, LlavaNextFo
         crops, per_image = self.flatten_crops(pixel_values, image_sizes)
         layer = self.config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
         projector = self.model.multi_modal_projector
-        reduced, _ = reduce_encoded(self.model.vision_tower, crops, layer, self.token_reduction, projector=projector)
-        return reduced, per_image
+        config = self.token_reduction
+        if self.config.budget_split == "crop":
+            reduced, _ = reduce_encoded(self.model.vision_tower, crops, layer, config, projector=projector)
+            return reduced, per_image
+        budgets = self.crop_budgets(crops, image_sizes, per_image, layer)
+        parts = {}
+        for value in sorted(set(budgets)):  # one batched reduction per distinct crop budget
+            members = [i for i, b in enumerate(budgets) if b == value]
+            sub = resolve_reduction(config, value)
+            parts[value] = (
+                members,
+                reduce_encoded(self.model.vision_tower, crops[members], layer, sub, projector=projector)[0],
+            )
+        return _merge_reduced(list(parts.values()), len(budgets)), per_image
+
+    def crop_budgets(
+        self, crops: torch.Tensor, image_sizes: torch.Tensor, per_image: list[int], layer: int
+    ) -> list[int]:
+        """Each crop's budget when ``budget_split="image"`` (module docstring), crops in order."""
+        config = self.token_reduction
+        if config.budget is None:
+            raise ValueError("budget_split='image' splits a budget: set TokenReductionConfig.budget (per image)")
+        side, n = self._side(), self._side() ** 2
+        least = 2 if config.method in MERGING_METHODS else 1
+        starts = [sum(per_image[:i]) for i in range(len(per_image))]
+        hidden, queries, keys = encode_for_reduction(self.model.vision_tower, crops[starts], layer)
+        mass = cls_attention(queries, keys, config.attention, self.config.vision_config.num_attention_heads)
+        budgets = []
+        for image, count in enumerate(per_image):
+            total = config.budget
+            if count == 1:
+                budgets.append(min(total, n))
+                continue
+            rows, cols = get_anyres_image_grid_shape(
+                image_sizes[image], self.config.image_grid_pinpoints, self.config.vision_config.image_size
+            )
+            base = min(max(round(self.config.base_share * total), least), n)
+            rest, grid = total - base, count - 1
+            if rest < least * grid or rest > n * grid:
+                raise ValueError(
+                    f"budget={total} per image: the base view's {base} leave {rest} for {grid} crops, each of "
+                    f"which keeps {least}..{n} tokens"
+                )
+            region = (torch.arange(side) * rows // side)[:, None] * cols + (torch.arange(side) * cols // side)[None, :]
+            weights = torch.zeros(grid, dtype=torch.float64).index_add_(
+                0, region.flatten().to(mass.device), mass[image].double()
+            )
+            budgets += [base, *split_largest_remainder(rest, weights.cpu(), least, n)]
+        return budgets
 
     def get_image_features(
         self,
