@@ -22,6 +22,10 @@ PINNED = ["--output_dir", "/tmp/settings-test", "--tf32", "false", "--use_cpu", 
 OVERLAYS = {
     "a100_h100.yaml": ({"output_dir"}, set()),
     "llava15_13b_lora.yaml": ({"output_dir", "model_name_or_path"}, {"model_name_or_path"}),
+    "llava_next_7b_lora.yaml": (
+        {"output_dir", "model_name_or_path", "model_max_length"},
+        {"model_name_or_path", "model_max_length"},
+    ),
     "llava15_7b_stage2.yaml": (
         {"output_dir", "language_model", "vision_tower", "mm_projector"},
         {"language_model", "vision_tower", "mm_projector", "model_name_or_path"},

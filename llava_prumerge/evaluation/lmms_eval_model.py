@@ -310,7 +310,9 @@ class LlavaPruMerge(lmms):
     def _prepare_image(self, image: Image.Image) -> Image.Image:
         """LLaVA-1.5's pad to a square; LLaVA-NeXT's AnyRes takes the image as it is (its own
         crops and unpadding handle the aspect ratio), as its evaluation does."""
-        if self.image_aspect_ratio == "pad" and self._model.config.model_type != "llava_next":
+        model = getattr(self, "_model", None)
+        anyres = model is not None and model.config.model_type == "llava_next"
+        if self.image_aspect_ratio == "pad" and not anyres:
             return pad_to_square(image, self.processor)
         return image.convert("RGB")
 
