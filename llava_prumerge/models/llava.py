@@ -24,7 +24,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.llava.modeling_llava import LlavaCausalLMOutputWithPast
 
 from ..reduction import ReducedTokens
-from .sequence import infer_padding_side, lay_out_image_tokens, placeholders_per_image
+from .sequence import infer_padding_side, lay_out_image_tokens, placeholders_per_image, restore_prompt
 from .vision import TokenReductionMixin, encode_for_reduction, reduce_encoded, valid_rows
 
 
@@ -325,11 +325,8 @@ class LlavaPruMergeForConditionalGeneration(TokenReductionMixin, LlavaForConditi
             mm_encoder_outputs={"image": features},
             **kwargs,
         )
-        sequences = output if isinstance(output, torch.Tensor) else output.sequences
-        prompt = input_ids.repeat_interleave(sequences.shape[0] // input_ids.shape[0], dim=0)
-        restored = torch.cat([prompt, sequences[:, laid_out.input_ids.shape[1] :]], dim=1)
+        output = restore_prompt(output, input_ids, laid_out.input_ids.shape[1])
         if isinstance(output, torch.Tensor):
-            return restored
-        output.sequences = restored
+            return output
         output.visual_token_counts = counts
         return output

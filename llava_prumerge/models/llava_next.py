@@ -65,7 +65,7 @@ from transformers.models.llava_next.modeling_llava_next import (
 
 from ..config import MERGING_METHODS, resolve_reduction
 from ..reduction import ReducedTokens, cls_attention
-from .sequence import LaidOutBatch, infer_padding_side, lay_out_image_tokens, placeholder_counts
+from .sequence import LaidOutBatch, infer_padding_side, lay_out_image_tokens, placeholder_counts, restore_prompt
 from .vision import TokenReductionMixin, encode_for_reduction, reduce_encoded, valid_rows
 
 TOKEN_LAYOUTS = ("grid", "flat")
@@ -612,11 +612,8 @@ class LlavaNextPruMergeForConditionalGeneration(TokenReductionMixin, LlavaNextFo
         output = super().generate(
             input_ids=prompt_ids, attention_mask=prompt_mask, mm_encoder_outputs={"image": features}, **kwargs
         )
-        sequences = output if isinstance(output, torch.Tensor) else output.sequences
-        prompt = input_ids.repeat_interleave(sequences.shape[0] // input_ids.shape[0], dim=0)
-        restored = torch.cat([prompt, sequences[:, prompt_ids.shape[1] :]], dim=1)
+        output = restore_prompt(output, input_ids, prompt_ids.shape[1])
         if isinstance(output, torch.Tensor):
-            return restored
-        output.sequences = restored
+            return output
         output.visual_token_counts, output.crop_token_counts = counts, crop_counts
         return output

@@ -139,3 +139,16 @@ def infer_padding_side(attention_mask: torch.Tensor | None) -> str:
     if attention_mask is not None and bool((attention_mask[:, 0] == 0).any()):
         return "left"
     return "right"
+
+
+def restore_prompt(output, input_ids: torch.Tensor, laid_out_width: int):
+    """``generate``'s output with each sequence's re-laid prompt (``laid_out_width`` columns)
+    replaced by the caller's own ``input_ids``, so ``out[:, input_ids.shape[1]:]`` are the new
+    tokens as with the stock model. ``output`` is a tensor or a generate output with ``sequences``."""
+    sequences = output if isinstance(output, torch.Tensor) else output.sequences
+    prompt = input_ids.repeat_interleave(sequences.shape[0] // input_ids.shape[0], dim=0)
+    restored = torch.cat([prompt, sequences[:, laid_out_width:]], dim=1)
+    if isinstance(output, torch.Tensor):
+        return restored
+    output.sequences = restored
+    return output

@@ -34,7 +34,7 @@ from transformers import VideoLlavaForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.video_llava.modeling_video_llava import VideoLlavaCausalLMOutputWithPast
 
-from .sequence import LaidOutBatch, infer_padding_side, lay_out_image_tokens, placeholders_per_image
+from .sequence import LaidOutBatch, infer_padding_side, lay_out_image_tokens, placeholders_per_image, restore_prompt
 from .vision import TokenReductionMixin, reduce_encoded, valid_rows
 
 
@@ -356,12 +356,9 @@ class VideoLlavaPruMergeForConditionalGeneration(TokenReductionMixin, VideoLlava
         output = super().generate(
             input_ids=laid_out.input_ids, attention_mask=laid_out.attention_mask, mm_encoder_outputs=features, **kwargs
         )
-        sequences = output if isinstance(output, torch.Tensor) else output.sequences
-        prompt = input_ids.repeat_interleave(sequences.shape[0] // input_ids.shape[0], dim=0)
-        restored = torch.cat([prompt, sequences[:, laid_out.input_ids.shape[1] :]], dim=1)
+        output = restore_prompt(output, input_ids, laid_out.input_ids.shape[1])
         if isinstance(output, torch.Tensor):
-            return restored
-        output.sequences = restored
+            return output
         self._attach_counts(output, counts)
         return output
 
