@@ -1,5 +1,12 @@
 """One-epoch LoRA finetuning of LLaVA-1.5 on already-reduced visual tokens (paper Sec. 4.1, Table 6).
 
+With ``lora_r: 0`` the run is LLaVA-1.5's stage-2 *full* finetuning instead: no LoRA, the whole
+language model (``learning_rate``) and the projector (``mm_projector_lr``) trained, the vision tower
+frozen; ``output_dir`` then holds a complete llava-hf-layout checkpoint (``config.json``, weights,
+generation config, processor, plus ``token_reduction.json`` / ``base_model.json`` / settings), usable
+as ``model_name_or_path`` of a later LoRA run and as ``pretrained=`` of the lmms-eval model. From
+start point (b) that checkpoint is the assembled model.
+
 ``scripts/train.py`` calls :func:`run`; ``scripts/finetune_lora.sh`` launches it. The settings are
 :mod:`llava_prumerge.training.settings`, the trainer :mod:`llava_prumerge.training.trainer`.
 """
@@ -66,6 +73,36 @@ def add_lora(model: nn.Module, lora_settings: LoraSettings) -> nn.Module:
     return get_peft_model(model, lora)
 
 
+def prepare_full_finetune(model: nn.Module) -> nn.Module:
+    """LLaVA-1.5 stage 2 (``lora_r: 0``): the language model (``lm_head`` included) and the projector
+    trained fully, the vision tower frozen."""
+    model.requires_grad_(True)
+    model.model.vision_tower.requires_grad_(False)
+    return model
+
+
+def check_full_checkpoint_saving(args) -> None:
+    """Under ZeRO-3 a full model is written as ``config.json`` + weights only if DeepSpeed gathers them
+    on save; otherwise ``save_model`` leaves a DeepSpeed checkpoint that nothing here reloads."""
+    ds_config = getattr(args, "hf_deepspeed_config", None)
+    if ds_config is not None and ds_config.is_zero3():
+        if not ds_config.get_value("zero_optimization.stage3_gather_16bit_weights_on_model_save", False):
+            raise ValueError(
+                "lora_r 0 (full finetuning) under ZeRO-3 needs stage3_gather_16bit_weights_on_model_save: true "
+                "in the DeepSpeed config, so that output_dir becomes a loadable checkpoint"
+            )
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts (shared tensors once; ZeRO-3 partitions at full size)."""
+    trainable = total = 0
+    for parameter in model.parameters():
+        size = getattr(parameter, "ds_numel", parameter.numel())
+        total += size
+        trainable += size if parameter.requires_grad else 0
+    return trainable, total
+
+
 def resume_checkpoint(args) -> str | None:
     """The last ``checkpoint-*`` of ``output_dir`` with ``--resume true``, else None."""
     if not args.resume:
@@ -78,7 +115,8 @@ def resume_checkpoint(args) -> str | None:
 
 
 def run(argv: list[str] | None = None) -> PruMergeTrainer:
-    """Finetune as the settings say; returns the trainer (its ``output_dir`` holds adapter + reload info)."""
+    """Finetune as the settings say; returns the trainer. Its ``output_dir`` holds the adapter + reload
+    info (LoRA), or with ``lora_r: 0`` the full checkpoint + reload info."""
     model_settings, data_settings, lora_settings, args = parse_settings(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if args.process_index == 0 else logging.WARNING)
     reduction = TokenReductionConfig.coerce(model_settings.token_reduction)
@@ -95,7 +133,27 @@ def run(argv: list[str] | None = None) -> PruMergeTrainer:
     model, processor = load_base_model(
         spec, reduction, dtype=dtype, attn_implementation=model_settings.attn_implementation
     )
-    model = add_lora(model, lora_settings)
+    full = lora_settings.lora_r == 0
+    if full:
+        check_full_checkpoint_saving(args)
+        model = prepare_full_finetune(model)
+        mode = "full finetuning (LLaVA-1.5 stage 2: language model + projector, vision tower frozen)"
+    else:
+        model = add_lora(model, lora_settings)
+        mode = (
+            f"LoRA r {lora_settings.lora_r} / alpha {lora_settings.lora_alpha} / dropout "
+            f"{lora_settings.lora_dropout} (projector trained fully, vision tower frozen)"
+        )
+    trainable, total = count_parameters(model)
+    logger.info(
+        "mode: %s; %d trainable parameters of %d (%.2f%%); lr %g, projector lr %s",
+        mode,
+        trainable,
+        total,
+        100 * trainable / max(total, 1),
+        args.learning_rate,
+        args.learning_rate if args.mm_projector_lr is None else args.mm_projector_lr,
+    )
     if args.gradient_checkpointing:
         args.gradient_checkpointing_kwargs = args.gradient_checkpointing_kwargs or {"use_reentrant": False}
     tokens_per_image = stock_tokens_per_image(model.config)
@@ -123,7 +181,8 @@ def run(argv: list[str] | None = None) -> PruMergeTrainer:
     if trainer.is_world_process_zero():
         reload_info.write(args.output_dir)
         logger.info(
-            "saved adapter to %s (%d bad samples skipped of %d)",
+            "saved %s to %s (%d bad samples skipped of %d)",
+            "full checkpoint" if full else "adapter",
             args.output_dir,
             trainer.samples_skipped,
             trainer.samples_seen,

@@ -5,6 +5,10 @@ dropout 0.05 on every linear layer of the language model, the projector trained 
 lr 2e-4, one epoch, cosine schedule, warmup 3%, no weight decay, global batch 128, max length 2048,
 gradient checkpointing, ``image_aspect_ratio pad``, grouping by modality length; the vision tower
 is frozen.
+
+``lora_r: 0`` selects LLaVA-1.5's stage-2 full finetuning instead of LoRA: the whole language model
+trained at ``learning_rate``, the projector at ``mm_projector_lr``, the vision tower frozen; the output
+directory is then a complete llava-hf checkpoint (see :mod:`llava_prumerge.training.run`).
 """
 
 from __future__ import annotations
@@ -40,11 +44,23 @@ class ModelSettings(BaseModelSpec):
 
 @dataclass
 class LoraSettings:
-    """LoRA on every linear layer of the language model (never the vision tower, projector or lm_head)."""
+    """LoRA on every linear layer of the language model (never the vision tower, projector or lm_head);
+    ``lora_r: 0`` for full finetuning of the language model instead (LLaVA-1.5 stage 2)."""
 
-    lora_r: int = field(default=128, metadata={"help": "LoRA rank."})
+    lora_r: int = field(
+        default=128,
+        metadata={
+            "help": "LoRA rank. 0: no LoRA, LLaVA-1.5 stage-2 full finetuning (the language model at learning_rate "
+            "and the projector at mm_projector_lr trained fully, the vision tower frozen); output_dir is then a "
+            "complete llava-hf checkpoint instead of an adapter."
+        },
+    )
     lora_alpha: int = field(default=256, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+
+    def __post_init__(self) -> None:
+        if self.lora_r < 0:
+            raise ValueError(f"lora_r must be a positive LoRA rank, or 0 for full finetuning; got {self.lora_r}")
 
 
 @dataclass
