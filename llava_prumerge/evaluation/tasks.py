@@ -18,7 +18,8 @@ overrides only that:
   goes to the official server as the ``mmbench_en_test`` xlsx.
 
 **Local data.** With ``local_data=DIR`` every task gets a ``<task>_local`` twin whose only change
-is ``dataset_path: DIR/<repo>``, where ``<repo>`` is the last part of the built-in's Hub path
+is ``dataset_path: DIR/<repo>`` (with a ``datasets`` cache of its own, :func:`local_dataset_cache_dir`),
+where ``<repo>`` is the last part of the built-in's Hub path
 (``MME``, ``POPE``, ``ScienceQA``, ``textvqa``, ``VQAv2``, ``MMBench``, ``GQA``): a
 ``huggingface-cli download lmms-lab/<repo> --repo-type dataset --local-dir DIR/<repo>`` snapshot,
 or the tiny copies of :mod:`llava_prumerge.tiny.benchmarks`. GQA's built-in task joins its images
@@ -32,6 +33,7 @@ names end in ``_local`` because lmms-eval silently prefers a built-in task of th
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,6 +169,25 @@ def check_local_data(benchmark: str, local_data: str | Path) -> None:
         )
 
 
+def local_dataset_cache_dir(repo: str | Path) -> Path:
+    """The ``datasets`` cache folder of one local copy: its own for each path and file contents.
+
+    ``datasets`` 5.2 names the Arrow cache of a local parquet folder by its folder name and file
+    layout only, so two copies with the same layout (``A/VQAv2`` and ``B/VQAv2``, or one folder
+    rewritten with new rows) share a cache entry and the second silently loads the first's rows.
+    Keying a separate ``cache_dir`` by the absolute path and every data file's name, size and
+    modification time keeps them apart.
+    """
+    from datasets import config as datasets_config
+
+    repo = Path(repo).resolve()
+    fingerprint = hashlib.sha1(str(repo).encode())
+    for path in sorted(p for p in repo.rglob("*") if p.is_file() and ".cache" not in p.parts):
+        stat = path.stat()
+        fingerprint.update(f"{path.relative_to(repo)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return Path(datasets_config.HF_DATASETS_CACHE) / "llava_prumerge_local" / fingerprint.hexdigest()[:16]
+
+
 def write_task_yamls(out_dir: str | Path, local_data: str | Path | None = None) -> Path:
     """Write our task and group YAMLs (and ``_local`` twins if ``local_data``) into ``out_dir``.
 
@@ -194,6 +215,7 @@ def write_task_yamls(out_dir: str | Path, local_data: str | Path | None = None) 
                 if not repo.is_dir():
                     continue  # this benchmark has no local copy; its scripts say so when asked for it
                 body["dataset_path"] = str(repo)
+                body["dataset_kwargs"] = {"cache_dir": str(local_dataset_cache_dir(repo))}
                 body.update(dict(source.local_overrides))
             text = yaml.safe_dump(body, sort_keys=False)
             text += "".join(f"{key}: !function {function}\n" for key, function in source.functions)

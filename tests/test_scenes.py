@@ -1,0 +1,199 @@
+"""The synthetic scenes of the trained tiny testbed: rendering, questions, prompts and test sets."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from llava_prumerge.tiny.scenes import (
+    ALL_OBJECTS,
+    POPULARITY,
+    RGB,
+    SceneSetSizes,
+    absent_object,
+    render_scene,
+    sample_scene,
+    write_scene_benchmarks,
+    write_scene_training_data,
+)
+
+TINY_SETS = SceneSetSizes(pope=6, vqav2=8, textvqa=4, sqa=8, mmbench=8, mme=2)
+
+
+@pytest.fixture(scope="module")
+def scene_sets(tmp_path_factory) -> Path:
+    return write_scene_benchmarks(tmp_path_factory.mktemp("scene-sets"), TINY_SETS, seed=3)
+
+
+def _parquet(root: Path, repo: str, config: str, split: str) -> list[dict]:
+    from datasets import load_dataset
+
+    files = str(root / repo / config / f"{split}-00000-of-00001.parquet")
+    return list(load_dataset("parquet", data_files=files, split="train"))
+
+
+def _blobs(image: np.ndarray, rgb: tuple[int, int, int]) -> int:
+    """Connected regions of exactly ``rgb`` (the renderer leaves a gap of a pixel or more between items)."""
+    return ndimage.label(np.all(image == np.array(rgb), axis=-1))[1]
+
+
+def test_rendered_pixels_show_the_scene_objects():
+    """Each colour's shapes are separate blobs of that exact colour: what questions say is drawn."""
+    rng = random.Random(11)
+    for _ in range(40):
+        scene = sample_scene(rng)
+        pixels = np.asarray(render_scene(scene))
+        assert pixels.shape == (48, 48, 3)
+        for colour, rgb in RGB.items():
+            assert _blobs(pixels, rgb) == len(scene.of_colour(colour)), (colour, scene)
+
+
+def test_scenes_vary_in_clutter_and_are_deterministic():
+    first = [sample_scene(random.Random(5)) for _ in range(2)]
+    assert first[0] == first[1]
+    assert np.array_equal(np.asarray(render_scene(first[0])), np.asarray(render_scene(first[1])))
+    rng = random.Random(6)
+    counts = {len(sample_scene(rng).objects) for _ in range(200)}
+    assert counts == {1, 2, 3, 4, 5, 6}
+
+
+def test_pope_negatives_follow_the_split_rules():
+    rng = random.Random(2)
+    for _ in range(50):
+        scene = sample_scene(rng)
+        popular = absent_object(scene, rng, "popular")
+        assert not scene.has(*popular)
+        assert all(scene.has(*o) for o in POPULARITY[: POPULARITY.index(popular)])  # the most frequent absent one
+        adversarial = absent_object(scene, rng, "adversarial")
+        if adversarial is not None:
+            assert not scene.has(*adversarial)
+            assert any(adversarial[0] == o.colour or adversarial[1] == o.shape for o in scene.objects)
+        assert not scene.has(*absent_object(scene, rng, "random"))
+    assert len(ALL_OBJECTS) == 15
+
+
+def test_training_data_is_deterministic_and_loads(tmp_path):
+    from llava_prumerge.tiny.testbed import image_processor, scene_corpus, train_scene_tokenizer
+    from llava_prumerge.training.dataset import DataSettings, LlavaInstructionDataset
+
+    first = write_scene_training_data(tmp_path / "a", 12, seed=4)
+    second = write_scene_training_data(tmp_path / "b", 12, seed=4)
+    other = write_scene_training_data(tmp_path / "c", 12, seed=5)
+    assert first["instruct"].read_text() == second["instruct"].read_text()
+    assert first["instruct"].read_text() != other["instruct"].read_text()
+    assert (tmp_path / "a/images/scene00003.png").read_bytes() == (tmp_path / "b/images/scene00003.png").read_bytes()
+    tokenizer = train_scene_tokenizer(scene_corpus(first), 300)
+    assert tokenizer.get_vocab() == train_scene_tokenizer(scene_corpus(second), 300).get_vocab()
+    settings = DataSettings(data_path=str(first["instruct"]), image_folder=str(tmp_path / "a/images"))
+    dataset = LlavaInstructionDataset(settings, tokenizer, image_processor(), 144)
+    example = dataset[0]
+    answers = [turn["value"] for turn in json.loads(first["instruct"].read_text())[0]["conversations"][1::2]]
+    supervised = tokenizer.decode([t for t in list(example["labels"]) if t != -100])
+    for answer in answers:
+        assert answer in supervised
+    assert "<unk>" not in tokenizer.convert_ids_to_tokens(list(example["input_ids"]))
+
+
+def test_answers_match_the_pixels(scene_sets):
+    """Counting and colour answers re-derived from the stored images, not from the generator."""
+    rows = _parquet(scene_sets, "VQAv2", "default", "validation")
+    checked = 0
+    for row in rows:
+        pixels = np.asarray(row["image"].convert("RGB"))
+        if row["question"] == "How many shapes are there?":
+            blobs = sum(_blobs(pixels, rgb) for rgb in RGB.values())
+            assert str(blobs) == row["multiple_choice_answer"]
+            checked += 1
+        elif row["question"].startswith("What color is the"):
+            assert _blobs(pixels, RGB[row["multiple_choice_answer"]]) >= 1
+            checked += 1
+    assert checked >= 2
+
+
+def test_test_sets_follow_the_lmms_eval_prompts(scene_sets):
+    """The training prompts are built by our functions; here they must equal lmms-eval's own
+    ``doc_to_text`` on the written rows (so the model is evaluated on the format it learned)."""
+    from lmms_eval.tasks.mmbench.en_utils import mmbench_doc_to_text
+    from lmms_eval.tasks.mme.utils import mme_doc_to_text
+    from lmms_eval.tasks.pope.utils import pope_doc_to_text
+    from lmms_eval.tasks.scienceqa.utils import sqa_doc_to_text
+    from lmms_eval.tasks.vqav2.utils import vqav2_doc_to_text
+
+    from llava_prumerge.tiny.scenes import mmbench_prompt, short_answer_prompt, sqa_prompt
+
+    short = {"pre_prompt": "", "post_prompt": "\nAnswer the question using a single word or phrase."}
+    letter = {"pre_prompt": "", "post_prompt": "\nAnswer with the option's letter from the given choices directly."}
+    for row in _parquet(scene_sets, "POPE", "Full", "adversarial"):
+        assert pope_doc_to_text(row, short) == short_answer_prompt(row["question"])
+    for row in _parquet(scene_sets, "VQAv2", "default", "validation"):
+        assert vqav2_doc_to_text(row, short) == short_answer_prompt(row["question"])
+    for row in _parquet(scene_sets, "MME", "default", "test"):
+        assert mme_doc_to_text(row, short) == short_answer_prompt(
+            row["question"].removesuffix(" Please answer yes or no.")
+        )
+    for row in _parquet(scene_sets, "ScienceQA", "ScienceQA-IMG", "test"):
+        expected = sqa_prompt(row["question"], tuple(row["choices"]), row["hint"])
+        assert sqa_doc_to_text(row, letter | {"format": "default"}) == expected
+    for row in _parquet(scene_sets, "MMBench", "en", "dev"):
+        options = tuple(row[k] for k in "ABCD" if row[k])
+        assert mmbench_doc_to_text(row, letter) == mmbench_prompt(row["question"], options, row["hint"])
+
+
+def test_scene_objects_cover_every_scored_row(scene_sets):
+    items = json.loads((scene_sets / "scene_objects.json").read_text())
+    expected_rows = {
+        "pope_adv_llava15": TINY_SETS.pope,
+        "pope_pop_llava15": TINY_SETS.pope,
+        "pope_random_llava15": TINY_SETS.pope,
+        "vqav2_val": TINY_SETS.vqav2,
+        "textvqa_val_llava15": TINY_SETS.textvqa,
+        "scienceqa_img_llava15": TINY_SETS.sqa,
+        "mmbench_en_dev_static": TINY_SETS.mmbench,
+        "mme": TINY_SETS.mme * 4 * 2,
+    }
+    assert {task: len(docs) for task, docs in items.items()} == expected_rows
+    for task, rows in (("pope_adv_llava15", _parquet(scene_sets, "POPE", "Full", "adversarial")),):
+        assert [r["answer"] for r in rows].count("yes") == len(rows) // 2
+        for doc_id, row in enumerate(rows):
+            pixels = np.asarray(row["image"].convert("RGB"))
+            shapes = sum(_blobs(pixels, rgb) for rgb in RGB.values())
+            assert items[task][str(doc_id)] in (shapes, shapes + 1)  # + 1: the label
+
+
+def test_mme_pairs_share_their_image(scene_sets):
+    rows = _parquet(scene_sets, "MME", "default", "test")
+    by_id: dict[str, list[dict]] = {}
+    for row in rows:
+        by_id.setdefault(row["question_id"], []).append(row)
+    assert len(by_id) == TINY_SETS.mme * 4
+    for pair in by_id.values():
+        assert sorted(r["answer"] for r in pair) == ["No", "Yes"]
+        assert np.array_equal(np.asarray(pair[0]["image"]), np.asarray(pair[1]["image"]))
+
+
+def test_two_local_copies_of_one_benchmark_never_share_a_cache(tmp_path):
+    """``datasets`` keys a local parquet folder's cache by its name and layout only: the scene sets
+    and the photo copies (both ``<root>/VQAv2``) would load each other's rows. Each copy's tasks get
+    a cache folder of their own, which also changes when the files are rewritten."""
+    from datasets import load_dataset
+
+    from llava_prumerge.evaluation.tasks import local_dataset_cache_dir, write_task_yamls
+
+    first = write_scene_benchmarks(tmp_path / "a", TINY_SETS, seed=1)
+    second = write_scene_benchmarks(tmp_path / "b", TINY_SETS, seed=2)
+    caches = [local_dataset_cache_dir(root / "VQAv2") for root in (first, second)]
+    assert caches[0] != caches[1]
+    for root, cache in zip((first, second), caches):
+        loaded = load_dataset(str(root / "VQAv2"), split="validation", cache_dir=str(cache))
+        assert loaded["question"] == [r["question"] for r in _parquet(root, "VQAv2", "default", "validation")]
+    first_questions = [r["question"] for r in _parquet(first, "VQAv2", "default", "validation")]
+    assert loaded["question"] != first_questions
+    yamls = write_task_yamls(tmp_path / "tasks", second)
+    assert f"cache_dir: {caches[1]}" in (yamls / "vqav2_val_local.yaml").read_text()
+    write_scene_benchmarks(second, TINY_SETS, seed=3)  # rewritten in place: a new cache
+    assert local_dataset_cache_dir(second / "VQAv2") != caches[1]
