@@ -356,3 +356,151 @@ def check_run(folder: str | Path, tasks: list[str], since: float) -> dict[str, A
         }
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+SCORE_TASKS: tuple[str, ...] = tuple(dict.fromkeys(t for b in BENCHMARKS.values() for t in b.score_tasks))
+"""Every task a benchmark's reported number is computed from (the samples the tables count)."""
+
+
+def run_benchmarks(run: RunResults) -> list[str]:
+    """The benchmarks (Table 1's order) whose score tasks have results or visual tokens in ``run``."""
+    return [
+        name
+        for name, benchmark in BENCHMARKS.items()
+        if any(t in run.metrics or t in run.visual_tokens for t in benchmark.score_tasks)
+    ]
+
+
+def mean_visual_tokens(run: RunResults, benchmarks: list[str] | None = None) -> dict[str, float] | None:
+    """Visual-token statistics pooled over every sample of ``benchmarks``' score tasks (all of the
+    run's benchmarks when ``None``): each sample counts once, whichever benchmark it belongs to."""
+    names = run_benchmarks(run) if benchmarks is None else benchmarks
+    unknown = [b for b in names if b not in BENCHMARKS]
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; expected {', '.join(BENCHMARKS)}")
+    return run.token_stats([t for b in names for t in BENCHMARKS[b].score_tasks])
+
+
+def runs_summary(runs: list[RunResults]) -> dict[str, Any]:
+    """label → {folder, per-benchmark score / mean visual tokens / samples, pooled mean visual tokens}:
+    one JSON-ready record of several settings (e.g. ``OUTPUT/summary.json`` of ``scripts/eval/scenes.sh``)."""
+    labels = [r.label for r in runs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"run labels must be unique, got {labels}")
+    summary: dict[str, Any] = {}
+    for run in runs:
+        benchmarks = {}
+        for name, cell in benchmark_cells(run).items():
+            benchmarks[name] = {
+                "score": cell.score,
+                "visual_tokens_mean": cell.tokens["mean"] if cell.tokens else None,
+                "samples": cell.tokens["samples"] if cell.tokens else None,
+            }
+        pooled = mean_visual_tokens(run)
+        summary[run.label] = {
+            "folder": str(run.folder),
+            "benchmarks": benchmarks,
+            "visual_tokens_mean": pooled["mean"] if pooled else None,
+            "samples": pooled["samples"] if pooled else None,
+        }
+    return summary
+
+
+def _pearson(xs: list[float], ys: list[float]) -> float | None:
+    """Pearson's r of two equally long lists; ``None`` with fewer than two points or no variance."""
+    if len(xs) < 2:
+        return None
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxy = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys))
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    syy = sum((y - mean_y) ** 2 for y in ys)
+    if sxx == 0 or syy == 0:
+        return None
+    return sxy / math.sqrt(sxx * syy)
+
+
+def read_scene_objects(objects_path: str | Path) -> dict[str, dict[str, float]]:
+    """``{task: {doc_id: objects in that sample's scene}}`` (``scene_objects.json`` of the scene
+    benchmarks); an error naming the file when it is missing or malformed."""
+    path = Path(objects_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"objects file {path} does not exist (expected {{task: {{doc_id: object count}}}}, "
+            "the scene_objects.json written beside the scene benchmarks)"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(data, dict) or not all(isinstance(docs, dict) for docs in data.values()):
+        raise ValueError(f"{path}: expected {{task: {{doc_id: object count}}}}")
+    objects: dict[str, dict[str, float]] = {}
+    for task, docs in data.items():
+        for doc_id, count in docs.items():
+            if isinstance(count, bool) or not isinstance(count, (int, float)):
+                raise ValueError(f"{path}: {task} doc {doc_id}: object count {count!r} is not a number")
+        objects[canonical_task(task)] = {str(doc_id): count for doc_id, count in docs.items()}
+    return objects
+
+
+def object_count_correlation(run_folder: str | Path, objects_path: str | Path) -> dict[str, Any]:
+    """How a run's kept visual tokens follow the number of objects in each sample's scene.
+
+    Tokens per sample are the sum over its images from the visual-token logs below ``run_folder``
+    (:func:`read_token_logs`); the samples are those of every logged task that is a benchmark's
+    score task (:data:`SCORE_TASKS`) or is named in the objects file. Each of them must have an
+    object count (an error names the missing task or doc ids). Returns ``samples``, ``pearson_r``
+    (Pearson's correlation between kept tokens and object count; ``None`` without variance),
+    ``tasks`` (task → samples) and ``by_object_count`` (one entry per object count, ascending:
+    ``objects``, ``samples``, ``mean_tokens``, ``min_tokens``, ``max_tokens``).
+    """
+    objects = read_scene_objects(objects_path)
+    tokens = read_token_logs(run_folder)
+    if not tokens:
+        raise FileNotFoundError(f"{run_folder}: no visual-token logs (visual_tokens*.jsonl) below it")
+    tasks = [t for t in tokens if t in SCORE_TASKS or t in objects]
+    if not tasks:
+        raise ValueError(
+            f"{run_folder}: none of the logged tasks ({', '.join(sorted(tokens))}) is a benchmark task "
+            f"or in {objects_path}"
+        )
+    absent = [t for t in tasks if t not in objects]
+    if absent:
+        raise ValueError(
+            f"{objects_path}: no object counts for task(s) {', '.join(absent)} of {run_folder} "
+            f"(it has {', '.join(sorted(objects)) or 'none'})"
+        )
+    counts: list[float] = []
+    kept: list[float] = []
+    per_task: dict[str, int] = {}
+    for task in tasks:
+        missing = [d for d in sorted(tokens[task]) if str(d) not in objects[task]]
+        if missing:
+            shown = ", ".join(str(d) for d in missing[:10]) + (
+                f" (+{len(missing) - 10} more)" if len(missing) > 10 else ""
+            )
+            raise ValueError(f"{objects_path}: task {task} has no object count for doc_id(s) {shown}")
+        for doc_id, images in sorted(tokens[task].items()):
+            counts.append(objects[task][str(doc_id)])
+            kept.append(sum(images))
+        per_task[task] = len(tokens[task])
+    by_count: dict[float, list[float]] = {}
+    for count, value in zip(counts, kept):
+        by_count.setdefault(count, []).append(value)
+    return {
+        "run": str(run_folder),
+        "objects_file": str(objects_path),
+        "samples": len(kept),
+        "pearson_r": _pearson(counts, kept),
+        "tasks": per_task,
+        "by_object_count": [
+            {
+                "objects": count,
+                "samples": len(values),
+                "mean_tokens": sum(values) / len(values),
+                "min_tokens": min(values),
+                "max_tokens": max(values),
+            }
+            for count, values in sorted(by_count.items())
+        ],
+    }

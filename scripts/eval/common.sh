@@ -2,6 +2,9 @@
 # Shared by scripts/eval/*.sh (sourced, not run): evaluate one benchmark with lmms-eval's stock CLI
 # and our registered model `llava_prumerge`, then check that results were written (lmms-eval exits
 # 0 even when the evaluation failed) and print the scores with the visual-token statistics.
+#   run_benchmark B                       one benchmark into OUTPUT/B/
+#   run_benchmarks_together NAME "B1 B2"  several benchmarks in ONE lmms-eval call into OUTPUT/NAME/
+#                                         (one model load and lmms-eval start-up for all of them)
 #
 # Settings (environment variables):
 #   MODEL          llava-hf checkpoint, Hub id or local dir       (llava-hf/llava-1.5-7b-hf)
@@ -95,5 +98,19 @@ run_benchmark() {
   local dir="$OUTPUT/$benchmark"
   local tasks
   tasks="$("$PYTHON" eval/tasks.py --benchmark "$benchmark" --out "$dir/tasks" ${LOCAL_DATA:+--local-data "$LOCAL_DATA"})"
+  launch_lmms_eval "$dir" "$tasks"
+}
+
+run_benchmarks_together() {  # run_benchmarks_together NAME "B1 B2 ...": one lmms-eval call into OUTPUT/NAME/
+  local name="$1" benchmarks list
+  read -ra list <<< "${2//,/ }"
+  benchmarks="$(IFS=,; echo "${list[*]}")"
+  if [ -z "$benchmarks" ]; then
+    echo "run_benchmarks_together: no benchmarks given for $name" >&2
+    exit 1
+  fi
+  local dir="$OUTPUT/$name"
+  local tasks
+  tasks="$("$PYTHON" eval/tasks.py --benchmark "$benchmarks" --out "$dir/tasks" ${LOCAL_DATA:+--local-data "$LOCAL_DATA"})"
   launch_lmms_eval "$dir" "$tasks"
 }
