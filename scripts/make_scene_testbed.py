@@ -27,7 +27,9 @@ from llava_prumerge.tiny.testbed import TestbedSizes, write_start_point
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="outputs/scenes", help="folder to write into")
-    parser.add_argument("--small", action="store_true", help="a shortened testbed: fewer scenes, steps and test questions")
+    parser.add_argument(
+        "--small", action="store_true", help="a shortened testbed: fewer scenes, steps and test questions"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the scenes and the start weights")
     args = parser.parse_args()
     output = Path(args.output)
