@@ -16,7 +16,7 @@ from PIL import Image
 
 from llava_prumerge.config import TokenReductionConfig, spatial_grid_for
 from llava_prumerge.evaluation.results import build_table, check_run, load_run, log_to_wandb, to_csv, to_markdown
-from llava_prumerge.evaluation.tasks import BENCHMARKS, GROUPS, task_names, write_task_yamls
+from llava_prumerge.evaluation.tasks import BENCHMARKS, GROUPS, local_dataset_cache_dir, task_names, write_task_yamls
 from llava_prumerge.images import pad_to_square
 from llava_prumerge.tiny.benchmarks import write_tiny_benchmarks
 from llava_prumerge.tiny.setting import write_tiny_assets
@@ -190,9 +190,11 @@ def test_task_yamls_only_change_the_data_source(tiny, tmp_path):
 
     write_task_yamls(tmp_path, tiny["data"])
     local = yaml.safe_load((tmp_path / "mme_local.yaml").read_text())
-    assert set(local) == {"include", "task", "dataset_path"}
+    assert set(local) == {"include", "task", "dataset_path", "dataset_kwargs"}
     assert local["include"].endswith("lmms_eval/tasks/mme/mme.yaml") and Path(local["include"]).is_file()
     assert local["dataset_path"] == str((tiny["data"] / "MME").resolve())
+    # the copy's own datasets cache (same-named copies would share one: tests/test_scenes.py)
+    assert local["dataset_kwargs"] == {"cache_dir": str(local_dataset_cache_dir(tiny["data"] / "MME"))}
     loader = type("TaskLoader", (yaml.SafeLoader,), {})
     loader.add_constructor("!function", lambda load, node: ("function", load.construct_scalar(node)))
     textvqa = yaml.load((tmp_path / "textvqa_val_llava15.yaml").read_text(), Loader=loader)
