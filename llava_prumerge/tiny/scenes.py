@@ -174,6 +174,17 @@ def sample_scene(
     return Scene(tuple(objects), background, (_muted(rng), _muted(rng)), text, text_box, rng.randrange(2**31))
 
 
+def _draw_item(draw: ImageDraw.ImageDraw, item: SceneObject, fill) -> None:
+    """One shape in its box (the one drawing rule of the image and of the item mask)."""
+    x0, y0, x1, y1 = item.x, item.y, item.x + item.side - 1, item.y + item.side - 1
+    if item.shape == "circle":
+        draw.ellipse((x0, y0, x1, y1), fill=fill)
+    elif item.shape == "square":
+        draw.rectangle((x0, y0, x1, y1), fill=fill)
+    else:
+        draw.polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], fill=fill)
+
+
 def render_scene(scene: Scene, size: int = SCENE_IMAGE_SIZE) -> Image.Image:
     """The scene as an RGB image of ``size`` × ``size`` pixels."""
     first, second = (np.array(c, dtype=np.float32) for c in scene.background_colours)
@@ -194,14 +205,7 @@ def render_scene(scene: Scene, size: int = SCENE_IMAGE_SIZE) -> Image.Image:
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
     for item in scene.objects:
-        x0, y0, x1, y1 = item.x, item.y, item.x + item.side - 1, item.y + item.side - 1
-        colour = RGB[item.colour]
-        if item.shape == "circle":
-            draw.ellipse((x0, y0, x1, y1), fill=colour)
-        elif item.shape == "square":
-            draw.rectangle((x0, y0, x1, y1), fill=colour)
-        else:
-            draw.polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], fill=colour)
+        _draw_item(draw, item, RGB[item.colour])
     if scene.text is not None:
         x0, y0, x1, y1 = scene.text_box
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=(225, 225, 215))
@@ -216,14 +220,7 @@ def render_item_mask(scene: Scene, size: int = SCENE_IMAGE_SIZE) -> np.ndarray:
     mask = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(mask)
     for item in scene.objects:
-        x0, y0, x1, y1 = item.x, item.y, item.x + item.side - 1, item.y + item.side - 1
-        value = 1 + ALL_OBJECTS.index((item.colour, item.shape))
-        if item.shape == "circle":
-            draw.ellipse((x0, y0, x1, y1), fill=value)
-        elif item.shape == "square":
-            draw.rectangle((x0, y0, x1, y1), fill=value)
-        else:
-            draw.polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], fill=value)
+        _draw_item(draw, item, 1 + ALL_OBJECTS.index((item.colour, item.shape)))
     if scene.text is not None:
         x0, y0, x1, y1 = scene.text_box
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=1 + len(ALL_OBJECTS))

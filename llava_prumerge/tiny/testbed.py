@@ -55,6 +55,7 @@ from .scenes import (
     sample_scene,
     write_scene_training_data,
 )
+from .setting import tiny_text_config
 
 TESTBED_VERSION = "2"
 """Bumped whenever the scenes, tokenizer or start models change, so stale outputs get rebuilt."""
@@ -98,17 +99,13 @@ def text_config(tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
     steps. Untied, the same model stayed blind to the image on every question for 500 steps
     (answers at chance), though its captions were right.
     """
-    return LlamaConfig(
+    return tiny_text_config(
+        tokenizer,
         hidden_size=128,
         intermediate_size=352,
         num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        vocab_size=len(tokenizer),
         max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        initializer_range=0.02,  # Llama's default (the random tiny setting widens it for a frozen head)
         tie_word_embeddings=True,
     )
 
