@@ -2,8 +2,8 @@
 # The trained tiny testbed (README, "The trained tiny testbed"): a tiny LLaVA trained for real on synthetic scenes, then
 # evaluated with full tokens, PruMerge, PruMerge+, AITS, Sequential/Spatial sampling and the peers at
 # PruMerge's budget, training-free and after one epoch of LoRA on reduced tokens, through the same
-# training entry point, lmms-eval model and tables as the 7B runs. CPU: about 9 minutes of training
-# and 8 of evaluation on 2 cores (SMALL=1: about 10 minutes in all).
+# training entry point, lmms-eval model and tables as the 7B runs. CPU: about 12.5 minutes of
+# training and 4.5 of evaluation on 2 cores (measured once; SMALL=1: fewer scenes, steps and questions).
 #   bash scripts/scenes.sh                 # train once (cached under outputs/scenes), evaluate, print
 #   SMALL=1 SCENES=/tmp/s bash scripts/scenes.sh   # a shortened testbed (fewer scenes, steps, questions)
 # Steps (each skipped when its output is current; RETRAIN=1 redoes the training):
@@ -56,7 +56,7 @@ if [ -n "${TRAIN_ONLY:-}" ]; then exit 0; fi
 
 MODEL="$SCENES/llava-scenes" LORA_ADAPTER="$SCENES/lora-prumerge" LOCAL_DATA="$SCENES/benchmarks" OUTPUT="$OUTPUT" \
   bash scripts/eval/scenes.sh
-"$PYTHON" scripts/visualize.py image --image "$SCENES/example_scene.png" --model "$SCENES/llava-scenes" --cell 12 \
+"$PYTHON" scripts/visualize.py image --image "$SCENES/example_scene.png" --model "$SCENES/llava-scenes" --cell 18 \
   --output "$OUTPUT/kept_patches.png"
 "$PYTHON" eval/tables.py targets "$OUTPUT" --json "$OUTPUT/targets.json"
 echo "== scenes testbed done in $(( $(date +%s) - started )) s: tables and picture in $OUTPUT"

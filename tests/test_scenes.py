@@ -78,7 +78,7 @@ def test_pope_negatives_follow_the_split_rules():
 
 
 def test_training_data_is_deterministic_and_loads(tmp_path):
-    from llava_prumerge.tiny.testbed import image_processor, scene_corpus, train_scene_tokenizer
+    from llava_prumerge.tiny.testbed import PATCHES, image_processor, scene_corpus, train_scene_tokenizer
     from llava_prumerge.training.dataset import DataSettings, LlavaInstructionDataset
 
     first = write_scene_training_data(tmp_path / "a", 12, seed=4)
@@ -90,13 +90,61 @@ def test_training_data_is_deterministic_and_loads(tmp_path):
     tokenizer = train_scene_tokenizer(scene_corpus(first), 300)
     assert tokenizer.get_vocab() == train_scene_tokenizer(scene_corpus(second), 300).get_vocab()
     settings = DataSettings(data_path=str(first["instruct"]), image_folder=str(tmp_path / "a/images"))
-    dataset = LlavaInstructionDataset(settings, tokenizer, image_processor(), 144)
+    dataset = LlavaInstructionDataset(settings, tokenizer, image_processor(), PATCHES)
     example = dataset[0]
     answers = [turn["value"] for turn in json.loads(first["instruct"].read_text())[0]["conversations"][1::2]]
     supervised = tokenizer.decode([t for t in list(example["labels"]) if t != -100])
     for answer in answers:
         assert answer in supervised
     assert "<unk>" not in tokenizer.convert_ids_to_tokens(list(example["input_ids"]))
+
+
+def test_training_questions_are_single_turn_and_cover_each_scene(tmp_path):
+    """One question per sample: in a conversation about one scene, earlier answers give later ones away."""
+    paths = write_scene_training_data(tmp_path, 30, seed=1)
+    instruct = json.loads(paths["instruct"].read_text())
+    captions = json.loads(paths["captions"].read_text())
+    assert all(len(sample["conversations"]) == 2 for sample in instruct)
+    assert all(sample["conversations"][0]["value"].startswith("<image>\n") for sample in instruct)
+    per_scene = {}
+    for sample in instruct:
+        per_scene.setdefault(sample["image"], []).append(sample["conversations"][0]["value"])
+    assert set(per_scene) == {caption["image"] for caption in captions}
+    assert all(4 <= len(questions) <= 6 for questions in per_scene.values())
+    assert len({sample["id"] for sample in instruct}) == len(instruct)
+
+
+def test_tower_pretraining_trains_patches_first(monkeypatch):
+    """The patch loss weights objects and labels up; the CLS heads join in the second half."""
+    import torch
+
+    from llava_prumerge.tiny import testbed
+
+    probe = testbed.SceneProbe(8)
+    patches, pooled = torch.randn(2, 5, 8), torch.randn(2, 8)
+    targets = {
+        "patch": torch.tensor([[0, 0, 3, 16, 0], [1, 0, 0, 0, 0]]),
+        "presence": torch.zeros(2, 15),
+        "count": torch.tensor([2, 1]),
+        "label": torch.tensor([1, 0]),
+        "per_shape": torch.zeros(2, 3, dtype=torch.long),
+    }
+    # weighted mean cross entropy, computed by hand: weight 1 on background, OBJECT_PATCH_WEIGHT elsewhere
+    log_p = torch.log_softmax(probe.patch(patches), -1).flatten(0, 1)
+    labels = targets["patch"].flatten()
+    weights = torch.where(labels == 0, 1.0, testbed.OBJECT_PATCH_WEIGHT)
+    by_hand = -(weights * log_p[torch.arange(len(labels)), labels]).sum() / weights.sum()
+    assert torch.allclose(probe.loss(pooled, patches, targets, cls=False), by_hand)
+    assert probe.loss(pooled, patches, targets) > by_hand
+    phases = []
+    original = testbed.SceneProbe.loss
+    monkeypatch.setattr(
+        testbed.SceneProbe, "loss", lambda self, *a, cls=True: phases.append(cls) or original(self, *a, cls=cls)
+    )
+    tower = testbed.pretrain_vision_tower(steps=4, batch=2)
+    assert phases == [False, False, True, True]
+    hidden = tower(pixel_values=torch.zeros(1, 3, 48, 48)).last_hidden_state
+    assert hidden.shape[1] == testbed.PATCHES + 1 == 65  # CLS + an 8 x 8 grid
 
 
 def test_answers_match_the_pixels(scene_sets):

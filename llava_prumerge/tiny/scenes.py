@@ -430,8 +430,17 @@ def write_scene_training_data(directory: str | Path, scenes: int, seed: int = 0)
     """Training scenes under ``directory/images`` and two LLaVA-1.5-format files.
 
     ``captions.json`` (stage 1: one caption per scene, as LLaVA's LCS-558K) and ``instruct.json``
-    (stage 2: 4-6 question turns per scene in the benchmarks' prompt formats, as LLaVA-1.5's
-    mix665k holds VQAv2/ScienceQA/TextVQA-style turns). Returns the two paths.
+    (stage 2: 4-6 questions per scene in the benchmarks' prompt formats, as LLaVA-1.5's mix665k
+    holds VQAv2/ScienceQA/TextVQA-style questions). Returns the two paths.
+
+    Each question is its own single-turn sample (``instruct-{scene}-{k}``), unlike LLaVA's
+    multi-turn conversations. On these scenes the turns of one conversation give each other's
+    answers away: "What shape is the blue object? circle" answers "Is there a blue circle?". A
+    4-layer model learnt to answer from the earlier turns instead of the image. Teacher-forced on
+    held-out conversations it scored about 80% on existence. On single questions, which is what
+    every benchmark asks, it was at chance or below: 30% on POPE-random, nearly always "Yes" to
+    absent objects. Single questions cost more visual tokens per answer, but each one can only
+    be answered from the image.
     """
     directory = Path(directory)
     (directory / "images").mkdir(parents=True, exist_ok=True)
@@ -449,7 +458,8 @@ def write_scene_training_data(directory: str | Path, scenes: int, seed: int = 0)
                 "conversations": [{"from": "human", "value": instruction}, {"from": "gpt", "value": scene.caption()}],
             }
         )
-        instruct.append(_sample(f"instruct-{index}", name, _instruction_turns(scene, rng)))
+        for turn, question in enumerate(_instruction_turns(scene, rng)):
+            instruct.append(_sample(f"instruct-{index}-{turn}", name, [question]))
     paths = {"captions": directory / "captions.json", "instruct": directory / "instruct.json"}
     paths["captions"].write_text(json.dumps(captions) + "\n")
     paths["instruct"].write_text(json.dumps(instruct) + "\n")
