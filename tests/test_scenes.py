@@ -136,15 +136,48 @@ def test_tower_pretraining_trains_patches_first(monkeypatch):
     by_hand = -(weights * log_p[torch.arange(len(labels)), labels]).sum() / weights.sum()
     assert torch.allclose(probe.loss(pooled, patches, targets, cls=False), by_hand)
     assert probe.loss(pooled, patches, targets) > by_hand
-    phases = []
+    phases, attention_steps = [], []
     original = testbed.SceneProbe.loss
     monkeypatch.setattr(
         testbed.SceneProbe, "loss", lambda self, *a, cls=True: phases.append(cls) or original(self, *a, cls=cls)
     )
+    original_attention = testbed.attention_loss
+    monkeypatch.setattr(
+        testbed, "attention_loss", lambda *a: attention_steps.append(len(phases)) or original_attention(*a)
+    )
     tower = testbed.pretrain_vision_tower(steps=4, batch=2)
     assert phases == [False, False, True, True]
+    assert attention_steps == [3, 4]  # the CLS attention loss joins the CLS heads in the second half
     hidden = tower(pixel_values=torch.zeros(1, 3, 48, 48)).last_hidden_state
     assert hidden.shape[1] == testbed.PATCHES + 1 == 65  # CLS + an 8 x 8 grid
+
+
+def test_item_centres_and_the_attention_loss():
+    """One target patch per item (shape or label) at its centre; the loss is the cross entropy from
+    PruMerge's single-head CLS attention of the block after layer -2 to those patches."""
+    import torch
+    from transformers import CLIPVisionModel
+
+    from llava_prumerge.tiny import testbed
+    from llava_prumerge.tiny.scenes import Scene, SceneObject
+
+    objects = (SceneObject("circle", "red", "large", 0, 0), SceneObject("square", "blue", "small", 30, 20))
+    scene = Scene(objects, "plain", ((50, 50, 50), (50, 50, 50)), "cat", (40, 36, 48, 48), seed=0)
+    # centres (6.5, 6.5), (34, 24) and the label's (44, 42) on the 8 x 8 grid of 6-px patches
+    assert torch.nonzero(testbed.item_centres(scene)).flatten().tolist() == [1 * 8 + 1, 4 * 8 + 5, 7 * 8 + 7]
+
+    torch.manual_seed(0)
+    tower = CLIPVisionModel(testbed.vision_config()).eval()
+    features = torch.randn(2, testbed.PATCHES + 1, 64)
+    centres = torch.zeros(2, testbed.PATCHES)
+    centres[0, [3, 10]] = 1
+    centres[1, 7] = 1
+    block = tower.encoder.layers[-1]
+    normed = block.layer_norm1(features)
+    q, k = block.self_attn.q_proj(normed), block.self_attn.k_proj(normed)
+    attention = torch.softmax(torch.einsum("bc,bnc->bn", q[:, 0], k) / 8, dim=-1)[:, 1:]  # sqrt(64) = 8
+    by_hand = -(attention[0, 3].log() + attention[0, 10].log()) / 4 - attention[1, 7].log() / 2
+    assert torch.allclose(testbed.attention_loss(tower, features, centres), by_hand, atol=1e-6)
 
 
 def test_answers_match_the_pixels(scene_sets):
