@@ -18,6 +18,8 @@
         --json outputs/eval/scenes/summary.json
     # the trained tiny testbed's targets (scripts/scenes.sh): measured values, thresholds, met or not
     python eval/tables.py targets outputs/eval/scenes [--json PATH] [--floor 85] [--strict]
+    # the shortened testbed's accuracy regression floors (SMALL=1 scripts/scenes.sh; the CI test)
+    python eval/tables.py regression /tmp/eval [--strict]
     # peers at equal budgets (scripts/eval/peers.sh): one table, deltas to the full model, published rows
     python eval/tables.py peers outputs/eval/peers/* --baseline none --markdown outputs/eval/peers/peers.md
     # Table 3 layout (video QA: judge accuracy and score, tokens per video and per frame)
@@ -163,6 +165,17 @@ def _targets(args) -> None:
             sys.exit(1)
 
 
+def _regression(args) -> None:
+    from llava_prumerge.evaluation.targets import REGRESSION_FLOORS, regression_failures
+
+    failures = regression_failures(args.folder)
+    print(f"{args.folder}: {len(REGRESSION_FLOORS) - len(failures)} of {len(REGRESSION_FLOORS)} regression floors hold")
+    for failure in failures:
+        print(f"  missed: {failure}")
+    if failures and args.strict:
+        sys.exit(1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -198,6 +211,9 @@ def main() -> None:
     targets.add_argument("--floor", type=float, default=85.0, help="accuracy floor of the yes/no and MC sets (%%)")
     targets.add_argument("--json", help="write the targets here")
     targets.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    regression = commands.add_parser("regression", help="the shortened testbed's accuracy floors (SMALL=1)")
+    regression.add_argument("folder", help="the scripts/eval/scenes.sh output root (its summary.json)")
+    regression.add_argument("--strict", action="store_true", help="exit 1 when a floor is missed")
     peers = commands.add_parser("peers", help="equal-budget comparison with the peers' published rows")
     peers.add_argument("runs", nargs="+", help="run folders (scripts/eval/peers.sh), optionally LABEL=FOLDER")
     peers.add_argument("--baseline", help="run label the deltas are taken against (the full model: none)")
@@ -210,7 +226,7 @@ def main() -> None:
     args = parser.parse_args()
     try:
         handlers = {"table": _table, "check": _check, "mean-tokens": _mean_tokens, "video": _video, "peers": _peers}
-        handlers |= {"objects": _objects, "summary": _summary, "targets": _targets}
+        handlers |= {"objects": _objects, "summary": _summary, "targets": _targets, "regression": _regression}
         handlers[args.command](args)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         sys.exit(f"eval/tables.py {args.command}: {error}")

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The trained tiny testbed (README, "The trained tiny testbed"): a tiny LLaVA trained for real on synthetic scenes, then
-# evaluated with full tokens, PruMerge, PruMerge+, AITS, Sequential/Spatial sampling and the peers at
-# PruMerge's budget, training-free and after one epoch of LoRA on reduced tokens, through the same
-# training entry point, lmms-eval model and tables as the 7B runs. CPU: about 12.5 minutes of
-# training and 4.5 of evaluation on 2 cores (measured once; SMALL=1: fewer scenes, steps and questions).
+# The trained tiny testbed (README, "The trained tiny testbed"; command 1): a tiny LLaVA trained for
+# real on synthetic scenes, then evaluated with full tokens, PruMerge, PruMerge+, AITS,
+# Sequential/Spatial sampling and the peers at PruMerge's budget, training-free and after one epoch
+# of LoRA on reduced tokens, through the same training entry point, lmms-eval model and tables as
+# the 7B runs. CPU: about 8.5 minutes of training and 3.5 of evaluation on 2 cores (705 s measured).
 #   bash scripts/scenes.sh                 # train once (cached under outputs/scenes), evaluate, print
-#   SMALL=1 SCENES=/tmp/s bash scripts/scenes.sh   # a shortened testbed (fewer scenes, steps, questions)
+#   SMALL=1 BENCHMARKS="vqav2 pope mme sqa" PEERS=visionzip SCENES=/tmp/s OUTPUT=/tmp/e bash scripts/scenes.sh
+#     the CI regression test's run: the same training, smaller test sets (more VQAv2 questions), then
+#     eval/tables.py regression against the floors of llava_prumerge/evaluation/targets.py
 # Steps (each skipped when its output is current; RETRAIN=1 redoes the training):
 #   1. scripts/make_scene_testbed.py: scenes + questions, BPE tokenizer, tiny CLIP pretrained on the
 #      scenes, random tiny Llama + projector, the test sets (local benchmark copies);
@@ -59,4 +61,5 @@ MODEL="$SCENES/llava-scenes" LORA_ADAPTER="$SCENES/lora-prumerge" LOCAL_DATA="$S
 "$PYTHON" scripts/visualize.py image --image "$SCENES/example_scene.png" --model "$SCENES/llava-scenes" --cell 18 \
   --output "$OUTPUT/kept_patches.png"
 "$PYTHON" eval/tables.py targets "$OUTPUT" --json "$OUTPUT/targets.json"
+if [ -n "${SMALL:-}" ]; then "$PYTHON" eval/tables.py regression "$OUTPUT"; fi
 echo "== scenes testbed done in $(( $(date +%s) - started )) s: tables and picture in $OUTPUT"

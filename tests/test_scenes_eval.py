@@ -1,6 +1,7 @@
 """The scenes evaluation (scripts/eval/scenes.sh): several benchmarks in one lmms-eval call, mean
 tokens over a folder holding several benchmarks, the kept-tokens/object-count correlation and the
-summary JSON; hand-written result folders, no lmms-eval run (but the one slow end-to-end test)."""
+summary JSON; hand-written result folders, no lmms-eval run (tests/test_scenes_testbed.py runs the
+script end to end on the trained testbed)."""
 
 from __future__ import annotations
 
@@ -223,46 +224,25 @@ def test_object_counts_missing_for_a_task_or_doc_are_named(scene_run, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
-# scripts/eval/scenes.sh end to end (the random tiny model on the tiny benchmarks)
+# the regression floors (tests/test_scenes_testbed.py runs them on the trained testbed)
 # ----------------------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_scenes_script_runs_every_setting_in_one_call_each(tmp_path):
-    from llava_prumerge.config import spatial_grid_for
-    from llava_prumerge.tiny.benchmarks import write_tiny_benchmarks
-    from llava_prumerge.tiny.setting import write_tiny_assets
+def test_regression_failures_name_every_missed_or_missing_floor(tmp_path):
+    from llava_prumerge.evaluation.targets import Floor, regression_failures
 
-    model = write_tiny_assets(tmp_path / "assets")["llava"]
-    data = write_tiny_benchmarks(tmp_path / "benchmarks")
-    objects = {task: {str(d): d % 3 + 1 for d in range(100)} for task in ("mme", "scienceqa_img_llava15")}
-    (data / "scene_objects.json").write_text(json.dumps(objects))
-    output = tmp_path / "out"
-    env = {**ENV, "PYTHON": os.sys.executable, "MODEL": str(model), "LOCAL_DATA": str(data), "OUTPUT": str(output),
-           "BENCHMARKS": "mme sqa", "PEERS": "visionzip", "LORA_ADAPTER": str(tmp_path / "none"),
-           "BATCH_SIZE": "4", "HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_CACHE": str(tmp_path / "hfd")}  # fmt: skip
-    result = subprocess.run(
-        ["bash", "scripts/eval/scenes.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    assert "lora_prumerge skipped" in result.stdout
-    settings = ["full", "prumerge", "prumerge_plus", "aits", "sequential", "spatial", "visionzip"]
-    for setting in settings:  # one lmms-eval call (one results file) per setting, over both benchmarks
-        files = list((output / setting).rglob("*_results.json"))
-        assert len([f for f in files if f.name[:8].isdigit()]) == 1, setting
-    summary = json.loads((output / "summary.json").read_text())
-    assert list(summary) == settings
-    assert all(set(summary[s]["benchmarks"]) == {"sqa", "mme"} for s in settings)
-    budget = round(summary["prumerge"]["visual_tokens_mean"])
-    for setting in ("sequential", "visionzip"):
-        assert set(load_run(output / setting).visual_tokens["mme"].values()) == {budget}
-    rows, cols = spatial_grid_for(budget)
-    assert set(load_run(output / "spatial").visual_tokens["mme"].values()) == {rows * cols}
-    assert summary["full"]["visual_tokens_mean"] > summary["prumerge"]["visual_tokens_mean"]
-    for name in ("main", "table4", "table5", "peers"):
-        assert (output / f"{name}.md").is_file() and (output / f"{name}.csv").is_file(), name
-    assert not (output / "table6.md").exists()
-    correlation = json.loads((output / "objects_prumerge.json").read_text())
-    assert correlation["tasks"] == {
-        "mme": summary["prumerge"]["benchmarks"]["mme"]["samples"],
-        "scienceqa_img_llava15": summary["prumerge"]["benchmarks"]["sqa"]["samples"],
-    }
-    assert (output / "objects_prumerge_plus.json").is_file()
+    summary = {"full": {"benchmarks": {"vqav2": {"score": 61.0}, "pope": {"score": 79.5}}},
+               "prumerge": {"benchmarks": {"vqav2": {"score": 38.9}, "pope": {"score": None}}}}  # fmt: skip
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    floors = (Floor("full", "vqav2", 61.0), Floor("full", "pope", 70.0), Floor("prumerge", "vqav2", 39.0),
+              Floor("prumerge", "pope", 68.0), Floor("lora_prumerge", "vqav2", 45.0))  # fmt: skip
+    assert regression_failures(tmp_path, floors) == [
+        "prumerge / vqav2: 38.9 < floor 39",
+        f"prumerge / pope: no score in {tmp_path / 'summary.json'}",
+        f"lora_prumerge / vqav2: no score in {tmp_path / 'summary.json'}",
+    ]
+    assert regression_failures(tmp_path, floors[:2]) == []  # a score equal to its floor holds
+    with pytest.raises(FileNotFoundError, match="summary.json is missing"):
+        regression_failures(tmp_path / "nowhere", floors)
+    result = cli("eval/tables.py", "regression", str(tmp_path), "--strict")  # the shipped floors
+    assert result.returncode == 1 and "missed: full / vqav2: 61.0 < floor" not in result.stdout
+    assert "missed: prumerge / vqav2: 38.9 < floor 39" in result.stdout
+    assert "missed: lora_prumerge / vqav2: no score" in result.stdout

@@ -102,3 +102,65 @@ def targets_markdown(targets: list[Target]) -> str:
 
 def targets_json(targets: list[Target]) -> str:
     return json.dumps([asdict(t) for t in targets], indent=1) + "\n"
+
+
+# ---- the accuracy regression check (tests/test_scenes_testbed.py) --------------------------------
+
+
+@dataclass(frozen=True)
+class Floor:
+    """A setting's score on a benchmark must reach ``minimum`` (the units of ``summary.json``)."""
+
+    setting: str
+    benchmark: str
+    minimum: float
+
+
+REGRESSION_FLOORS: tuple[Floor, ...] = (
+    Floor("full", "vqav2", 50.0),
+    Floor("full", "pope", 68.0),
+    Floor("full", "mme", 250.0),
+    Floor("prumerge", "vqav2", 39.0),
+    Floor("prumerge", "pope", 68.0),
+    Floor("prumerge_plus", "vqav2", 44.0),
+    Floor("prumerge_plus", "pope", 68.0),
+    Floor("aits", "vqav2", 40.0),
+    Floor("sequential", "vqav2", 30.0),
+    Floor("spatial", "vqav2", 39.0),
+    Floor("visionzip", "vqav2", 45.0),
+    Floor("lora_prumerge", "vqav2", 45.0),
+    Floor("lora_prumerge", "pope", 68.0),
+)
+"""The floors of the CI regression test: ``SMALL=1 bash scripts/scenes.sh`` (seed 0; 300 VQAv2
+questions, 40 per POPE split, 15 MME scenes per category).
+
+Measured on 2 CPU cores (the same models, working / with the merge broken, each image given its
+batch neighbour's merged tokens): VQAv2 full 59.7; PruMerge 48.3 / 29.0; PruMerge+ 54.7 / 33.0;
+LoRA PruMerge 58.3 / 32.0; AITS 48.7, Spatial 48.0, Sequential 39.7, VisionZip 54.3 (untouched
+by the merge). A VQAv2 proportion near 50% on 300 questions has a standard error of 2.9 points.
+The merging settings' floors sit halfway between working and broken, at least 3.2 standard
+errors from each; the others 3 standard errors below the measured value. POPE F1 (120
+questions, about 4 points of error) and MME only guard against a model that no longer looks:
+answering "yes" to everything scores 66.7 F1 and 200 on MME (measured: full 79.8 F1 and 317;
+with the broken merge PruMerge's POPE falls from 76.6 to 67.0, close to that floor, so VQAv2 is
+what catches it).
+"""
+
+
+def regression_failures(output: str | Path, floors: tuple[Floor, ...] = REGRESSION_FLOORS) -> list[str]:
+    """Every floor the run folder ``output`` (its ``summary.json``) misses, named; ``[]`` when all hold.
+
+    A setting or benchmark absent from the run is a failure too, so a run that skipped work cannot pass.
+    """
+    summary_path = Path(output) / "summary.json"
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"{summary_path} is missing: run scripts/eval/scenes.sh first")
+    summary = json.loads(summary_path.read_text())
+    failures = []
+    for floor in floors:
+        score = summary.get(floor.setting, {}).get("benchmarks", {}).get(floor.benchmark, {}).get("score")
+        if score is None:
+            failures.append(f"{floor.setting} / {floor.benchmark}: no score in {summary_path}")
+        elif score < floor.minimum:
+            failures.append(f"{floor.setting} / {floor.benchmark}: {score:.1f} < floor {floor.minimum:g}")
+    return failures
