@@ -1,4 +1,4 @@
-"""The README's main command runs and prints what it promises."""
+"""The random-weight demo (README, after the two commands) runs and prints what it promises."""
 
 from __future__ import annotations
 
