@@ -46,6 +46,7 @@ from transformers import (
 )
 
 from ..conversation import IMAGE_TOKEN, VICUNA_V1_SYSTEM
+from ..reduction import cls_attention
 from .scenes import (
     ALL_OBJECTS,
     MAX_SHAPES,
@@ -235,8 +236,6 @@ def attention_loss(tower: CLIPVisionModel, features: torch.Tensor, centres: torc
     rises with clutter; with every item patch as target, a cluttered scene's items filled the
     upper quartile and the fence rose with them (Pearson r of kept tokens and items about -0.07).
     """
-    from ..reduction import cls_attention
-
     block = tower.encoder.layers[-1]
     normed = block.layer_norm1(features)
     attention = cls_attention(block.self_attn.q_proj(normed), block.self_attn.k_proj(normed))
